@@ -1,0 +1,44 @@
+"""Dimension-agnostic layer factories shared by the gate and the U-Net.
+
+MONAI's ``Conv``/``Norm`` factories would also work, but they hide which class is built behind
+string lookups; three small helpers keep the model code explicit and the modules picklable-free.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+NORMS = ("instance", "batch")
+
+
+def conv_nd(spatial_dims: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
+    """Return ``nn.Conv2d`` or ``nn.Conv3d`` for ``spatial_dims`` in {2, 3}."""
+    return {2: nn.Conv2d, 3: nn.Conv3d}[_check_dims(spatial_dims)]
+
+
+def conv_transpose_nd(spatial_dims: int) -> type[nn.ConvTranspose2d] | type[nn.ConvTranspose3d]:
+    """Return ``nn.ConvTranspose2d`` or ``nn.ConvTranspose3d``."""
+    return {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[_check_dims(spatial_dims)]
+
+
+def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:
+    """Normalisation layer: ``instance`` (affine, as nnU-Net) or ``batch`` (as the paper)."""
+    _check_dims(spatial_dims)
+    if kind == "instance":
+        cls = nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d
+        return cls(channels, affine=True)
+    if kind == "batch":
+        cls = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d
+        return cls(channels)
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
+def interpolation_mode(spatial_dims: int) -> str:
+    """Linear interpolation mode name for ``F.interpolate`` in 2D/3D."""
+    return {2: "bilinear", 3: "trilinear"}[_check_dims(spatial_dims)]
+
+
+def _check_dims(spatial_dims: int) -> int:
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    return spatial_dims
