@@ -59,9 +59,7 @@ def make_case(seed: int, index: int, lesions: bool = False) -> tuple[np.ndarray,
     in_plane = rng.uniform(1.3, 2.0)
     spacing = (in_plane, in_plane, float(rng.choice([2.0, 2.5, 3.0])))
     fov = (rng.uniform(250, 290), rng.uniform(190, 220), rng.uniform(120, 150))
-    axes = [
-        (np.arange(int(f / s)) - (int(f / s) - 1) / 2) * s + rng.uniform(-15, 15) for f, s in zip(fov, spacing)
-    ]
+    axes = [(np.arange(int(f / s)) - (int(f / s) - 1) / 2) * s + rng.uniform(-15, 15) for f, s in zip(fov, spacing)]
     geo = Geometry(
         axes[0].reshape(-1, 1, 1).astype(np.float32),
         axes[1].reshape(1, -1, 1).astype(np.float32),

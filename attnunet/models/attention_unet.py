@@ -117,9 +117,7 @@ class AttentionUNet(nn.Module):
             self.upsamplers.append(up(channels[k + 1], channels[k], kernel_size=s, stride=s))
             self.decoder.append(ConvBlock(spatial_dims, 2 * channels[k], channels[k], norm, dropout))
             if k in gated:
-                self.gates[f"level{k}"] = AttentionGate(
-                    spatial_dims, channels[k], channels[k + 1], stride=s, norm=norm
-                )
+                self.gates[f"level{k}"] = AttentionGate(spatial_dims, channels[k], channels[k + 1], stride=s, norm=norm)
         self.head = conv(channels[0], num_classes, kernel_size=1)
         self.aux_heads = nn.ModuleList(
             [conv(channels[k], num_classes, kernel_size=1) for k in range(1, depth)] if deep_supervision else []
@@ -158,11 +156,14 @@ class AttentionUNet(nn.Module):
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gate name -> alpha resampled to the input grid, ``(B, 1, *S)`` in [0, 1]."""
-        out = self.forward_detailed(x)
-        padded = tuple(_ceil_to(n, s) for n, s in zip(x.shape[2:], self.total_stride))
+        return self.attention_maps_from(self.forward_detailed(x), x.shape[2:])
+
+    def attention_maps_from(self, out: NetOutput, spatial: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Resample the alphas of a :meth:`forward_detailed` result onto an input of size ``spatial``."""
+        padded = tuple(_ceil_to(n, s) for n, s in zip(spatial, self.total_stride))
         mode = interpolation_mode(self.spatial_dims)
         return {
-            name: self._crop(F.interpolate(a, size=padded, mode=mode, align_corners=False), x.shape[2:])
+            name: self._crop(F.interpolate(a, size=padded, mode=mode, align_corners=False), spatial)
             for name, a in out.attention.items()
         }
 

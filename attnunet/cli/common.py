@@ -1,0 +1,58 @@
+"""What every command shares: the config folder, error reporting, runtime tuning."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from attnunet.errors import AttnUNetError
+from attnunet.utils.allocator import keep_freed_memory
+
+log = logging.getLogger("attnunet")
+
+
+def config_dir() -> str:
+    """Absolute path of the Hydra config tree.
+
+    An installed wheel carries it as ``attnunet/configs``; a source checkout (editable install or
+    tests run from the repository) has it at the repository's top level.
+    """
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "configs", package.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"attnunet configs not found next to {package}")
+
+
+def report_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Turn :class:`AttnUNetError` into ``error: <file>: <problem>`` and exit code 1.
+
+    With ``debug=true`` the full traceback is shown instead.
+    """
+
+    @functools.wraps(task)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except AttnUNetError as e:
+            if cfg.get("debug", False):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+    return wrapper
+
+
+def tune_runtime(performance: DictConfig) -> None:
+    """Process-wide speed settings (see docs/benchmarks.md for their measured effect)."""
+    if performance.get("malloc_tuning", True):
+        keep_freed_memory()
+    torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "high"))
+    torch.backends.cudnn.benchmark = bool(performance.get("cudnn_benchmark", True))

@@ -1,0 +1,81 @@
+"""``attnunet-train``: fit an Attention U-Net; prints the best checkpoint and its val/dice last."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from attnunet.cli.common import config_dir, log, report_errors, tune_runtime
+from attnunet.errors import AttnUNetError
+from attnunet.models.attention_unet import count_parameters
+from attnunet.training.module import SegmentationModule
+from attnunet.utils.hardware import resolve_channels_last, resolve_precision
+
+
+def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``last`` -> ``<run_dir>/checkpoints/last.ckpt``; a path must exist."""
+    if ckpt_path is None:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise AttnUNetError("checkpoint to resume from does not exist", path)
+    return str(path)
+
+
+def train(cfg: DictConfig) -> tuple[str, float | None]:
+    """Build everything from ``cfg`` and fit; returns the best checkpoint path and its val/dice."""
+    run_dir = Path(cfg.run_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    tune_runtime(cfg.performance)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    labels = datamodule.labels
+    if cfg.model.num_classes is not None and cfg.model.num_classes != len(labels):
+        raise AttnUNetError(
+            f"model.num_classes={cfg.model.num_classes} but the dataset has {len(labels)} labels {labels}",
+            datamodule.dataset_json,
+        )
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg.pop("num_classes")
+    module = SegmentationModule(
+        model=model_cfg,
+        labels=labels,
+        preprocessing=datamodule.spec.to_dict(),
+        sliding_window=OmegaConf.to_container(cfg.sliding_window, resolve=True),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.scheduler else None,
+        loss=OmegaConf.to_container(cfg.loss, resolve=True),
+        channels_last=resolve_channels_last(cfg.performance.channels_last, accelerator),
+    )
+    log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
+    precision = resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg.ckpt_path, run_dir), weights_only=True)
+    best = trainer.checkpoint_callback
+    path = best.best_model_path if best is not None else ""
+    score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
+    return path, score
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@report_errors
+def main(cfg: DictConfig) -> float | None:
+    if cfg.run_dir is None:
+        cfg.run_dir = HydraConfig.get().runtime.output_dir
+    path, score = train(cfg)
+    shown = "n/a" if score is None else f"{score:.4f}"
+    print(f"best checkpoint: {path}  val/dice: {shown}", flush=True)
+    return score
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Case lists from an MSD-style ``dataset.json``, with integrity checks and a deterministic split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import load_decathlon_datalist
+
+from attnunet.errors import AttnUNetError
+
+Case = dict[str, str]
+
+
+def read_dataset_json(path: str | Path) -> dict[str, Any]:
+    """Parse ``dataset.json``; a clean error names the file when it is missing or malformed."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise AttnUNetError("dataset.json not found", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AttnUNetError(f"not valid JSON ({e})", path) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), dict):
+        raise AttnUNetError("expected an object with a 'labels' map", path)
+    return meta
+
+
+def label_names(meta: dict[str, Any], path: str | Path = "dataset.json") -> dict[int, str]:
+    """Label map ``{0: 'background', 1: 'pancreas', ...}``; values must be 0..K-1 without gaps."""
+    try:
+        names = {int(k): str(v) for k, v in meta["labels"].items()}
+    except (TypeError, ValueError):
+        raise AttnUNetError("label keys must be integers", path) from None
+    if sorted(names) != list(range(len(names))) or len(names) < 2:
+        raise AttnUNetError(f"labels must be 0..K-1 with K >= 2, got {sorted(names)}", path)
+    return dict(sorted(names.items()))
+
+
+def load_cases(dataset_json: str | Path, key: str = "training", require_label: bool = True) -> list[Case]:
+    """Cases of one list of ``dataset.json`` with absolute paths; every listed file must exist."""
+    dataset_json = Path(dataset_json)
+    meta = read_dataset_json(dataset_json)
+    if not meta.get(key):
+        raise AttnUNetError(f"no cases in '{key}'", dataset_json)
+    try:
+        cases = load_decathlon_datalist(dataset_json, is_segmentation=require_label, data_list_key=key)
+    except (KeyError, TypeError, ValueError) as e:
+        raise AttnUNetError(f"malformed '{key}' list ({e})", dataset_json) from None
+    for case in cases:
+        for field in ("image", "label") if require_label else ("image",):
+            if field not in case:
+                raise AttnUNetError(f"a '{key}' entry has no '{field}'", dataset_json)
+            if not Path(case[field]).is_file():
+                raise AttnUNetError(f"{field} listed in {dataset_json.name} does not exist", case[field])
+        case["case_id"] = case_id(case["image"])
+    return cases
+
+
+def case_id(path: str | Path) -> str:
+    """Case name from a file name: strips ``.nii.gz``/``.nii`` and an nnU-Net ``_0000`` suffix."""
+    name = Path(path).name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit():
+        name = name[:-5]
+    return name
+
+
+def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
+    """Deterministic shuffle by ``seed``; at least one case on each side when there are two or more."""
+    if not 0 < val_fraction < 1:
+        raise AttnUNetError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if len(cases) < 2:
+        raise AttnUNetError(f"need at least 2 cases to split into train and validation, got {len(cases)}")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    n_val = min(max(1, round(val_fraction * len(cases))), len(cases) - 1)
+    val = [cases[i] for i in sorted(order[:n_val])]
+    train = [cases[i] for i in sorted(order[n_val:])]
+    return train, val

@@ -1,0 +1,221 @@
+"""The one preprocessing definition used by training, evaluation and inference.
+
+A :class:`PreprocessingSpec` is plain data stored in every checkpoint; :func:`preprocessing`
+turns it into MONAI dictionary transforms. Inference composes the same list and inverts it with
+``monai.transforms.Invertd`` to put predictions back on the input grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai import transforms as mt
+
+from attnunet.errors import AttnUNetError
+
+IMAGE, LABEL = "image", "label"
+
+
+@dataclass(frozen=True)
+class PreprocessingSpec:
+    """How a CT volume becomes network input.
+
+    Attributes:
+        spacing: target voxel size in mm per RAS axis (``None`` keeps the input spacing).
+        orientation: target axis codes.
+        intensity_window: HU range mapped linearly to [0, 1] and clipped.
+        crop_foreground: crop to the body (voxels above ``body_threshold_hu``) plus ``margin``.
+        body_threshold_hu: HU above which a voxel counts as body, not air.
+        margin: voxels kept around the body box.
+    """
+
+    spacing: tuple[float, ...] | None = (2.0, 2.0, 2.0)
+    orientation: str = "RAS"
+    intensity_window: tuple[float, float] = (-175.0, 250.0)
+    crop_foreground: bool = True
+    body_threshold_hu: float = -500.0
+    margin: int = 4
+
+    def __post_init__(self) -> None:
+        lo, hi = self.intensity_window
+        if not lo < hi:
+            raise ValueError(f"intensity_window must be (low, high) with low < high, got {self.intensity_window}")
+        if self.spacing is not None and any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive, got {self.spacing}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessingSpec:
+        spacing = d.get("spacing")
+        return cls(
+            spacing=None if spacing is None else tuple(float(s) for s in spacing),
+            orientation=str(d.get("orientation", "RAS")),
+            intensity_window=tuple(float(v) for v in d.get("intensity_window", (-175.0, 250.0))),  # type: ignore[arg-type]
+            crop_foreground=bool(d.get("crop_foreground", True)),
+            body_threshold_hu=float(d.get("body_threshold_hu", -500.0)),
+            margin=int(d.get("margin", 4)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spacing"] = None if self.spacing is None else list(self.spacing)
+        d["intensity_window"] = list(self.intensity_window)
+        return d
+
+
+@dataclass(frozen=True)
+class BodyMask:
+    """``select_fn`` for ``CropForegroundd``: voxels above a HU threshold (picklable for workers)."""
+
+    threshold_hu: float
+
+    def __call__(self, image: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        return image > self.threshold_hu
+
+
+class ValidateVolumed(mt.MapTransform):
+    """Reject volumes the pipeline cannot use, naming the file: not 3D, NaN/Inf voxels, image and
+    label on different grids, label values that are not integers in ``0..num_labels-1``.
+
+    MONAI has no such check; without it these inputs fail later with opaque shape errors or
+    silently train on garbage.
+    """
+
+    def __init__(self, keys: Sequence[str], num_labels: int | None) -> None:
+        super().__init__(keys)
+        self.num_labels = num_labels
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        image_key, *label_keys = self.keys
+        image = data[image_key]
+        where = _source(image)
+        if image.ndim != 3:
+            raise AttnUNetError(f"expected a 3D volume, got shape {tuple(image.shape)}", where)
+        if not bool(torch.isfinite(torch.as_tensor(image)).all()):
+            raise AttnUNetError("image contains NaN or infinite voxels", where)
+        for key in label_keys:
+            label = torch.as_tensor(data[key])
+            src = _source(data[key])
+            if tuple(label.shape) != tuple(image.shape):
+                raise AttnUNetError(f"label shape {tuple(label.shape)} != image shape {tuple(image.shape)}", src)
+            if not np.allclose(_affine(data[key]), _affine(image), atol=1e-3):
+                raise AttnUNetError("label affine differs from the image affine", src)
+            values = torch.unique(label)
+            if not bool((values == values.round()).all()):
+                raise AttnUNetError("label has non-integer values", src)
+            if self.num_labels is not None and (values.min() < 0 or values.max() >= self.num_labels):
+                raise AttnUNetError(
+                    f"label values {values.tolist()[:10]} outside the label map 0..{self.num_labels - 1}", src
+                )
+        return data
+
+
+def _source(t: Any) -> str:
+    return str(getattr(t, "meta", {}).get("filename_or_obj", "<array>"))
+
+
+def _affine(t: Any) -> np.ndarray:
+    return np.asarray(getattr(t, "affine", np.eye(4)), dtype=np.float64)
+
+
+def preprocessing(
+    spec: PreprocessingSpec, keys: Sequence[str] = (IMAGE, LABEL), num_labels: int | None = None
+) -> list[mt.MapTransform]:
+    """Load -> validate -> channel first -> reorient -> resample -> crop to body -> HU window.
+
+    ``keys`` must start with the image; every other key is treated as a label map (nearest
+    neighbour resampling, values checked against ``num_labels``). Output: ``image`` float32
+    ``(1, X, Y, Z)`` in [0, 1] and labels ``(1, X, Y, Z)`` uint8, as MetaTensors that record the
+    applied operations (so ``Invertd`` can undo them).
+    """
+    keys = list(keys)
+    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
+    steps: list[mt.MapTransform] = [
+        mt.LoadImaged(keys, image_only=True),
+        ValidateVolumed(keys, num_labels),
+        mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
+        mt.Orientationd(keys, axcodes=spec.orientation),
+    ]
+    if spec.spacing is not None:
+        steps.append(mt.Spacingd(keys, pixdim=spec.spacing, mode=modes))
+    if spec.crop_foreground:
+        steps.append(
+            mt.CropForegroundd(
+                keys,
+                source_key=keys[0],
+                select_fn=BodyMask(spec.body_threshold_hu),
+                margin=spec.margin,
+                allow_smaller=True,
+            )
+        )
+    lo, hi = spec.intensity_window
+    steps.append(mt.ScaleIntensityRanged(keys[0], a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
+    steps.append(mt.EnsureTyped(keys[0], dtype=torch.float32))
+    if len(keys) > 1:
+        steps.append(mt.EnsureTyped(keys[1:], dtype=torch.uint8))
+    return steps
+
+
+@dataclass(frozen=True)
+class AugmentationSpec:
+    """Random training-time transforms (all probabilities per sample)."""
+
+    affine_prob: float = 0.2
+    rotate_degrees: float = 15.0
+    scale_range: float = 0.1
+    flip_prob: float = 0.0
+    intensity_prob: float = 0.5
+    noise_prob: float = 0.15
+
+
+def training_sampling(
+    patch_size: Sequence[int], samples_per_volume: int, positive_fraction: float, aug: AugmentationSpec
+) -> list[mt.MapTransform]:
+    """Patch sampling (foreground-centred with ``positive_fraction``) and augmentation.
+
+    Appended after :func:`preprocessing`; everything before this is deterministic and cached.
+    """
+    keys = [IMAGE, LABEL]
+    pos = positive_fraction
+    fg, bg = f"{LABEL}_fg_indices", f"{LABEL}_bg_indices"
+    steps: list[mt.MapTransform] = [
+        mt.SpatialPadd(keys, spatial_size=patch_size),
+        # Indices are computed once here (cached with the volume) instead of at every crop.
+        mt.FgBgToIndicesd(LABEL, fg_postfix="_fg_indices", bg_postfix="_bg_indices"),
+        mt.RandCropByPosNegLabeld(
+            keys,
+            label_key=LABEL,
+            spatial_size=patch_size,
+            pos=pos,
+            neg=1.0 - pos,
+            num_samples=samples_per_volume,
+            fg_indices_key=fg,
+            bg_indices_key=bg,
+        ),
+        mt.DeleteItemsd([fg, bg]),
+    ]
+    if aug.affine_prob > 0:
+        steps.append(
+            mt.RandAffined(
+                keys,
+                prob=aug.affine_prob,
+                rotate_range=[np.deg2rad(aug.rotate_degrees)] * 3,
+                scale_range=[aug.scale_range] * 3,
+                mode=["bilinear", "nearest"],
+                padding_mode="zeros",
+            )
+        )
+    if aug.flip_prob > 0:
+        steps += [mt.RandFlipd(keys, prob=aug.flip_prob, spatial_axis=a) for a in range(3)]
+    if aug.intensity_prob > 0:
+        steps += [
+            mt.RandScaleIntensityd(IMAGE, factors=0.1, prob=aug.intensity_prob),
+            mt.RandShiftIntensityd(IMAGE, offsets=0.05, prob=aug.intensity_prob),
+        ]
+    if aug.noise_prob > 0:
+        steps.append(mt.RandGaussianNoised(IMAGE, prob=aug.noise_prob, std=0.02))
+    steps.append(mt.EnsureTyped(keys, dtype=[torch.float32, torch.long], track_meta=False))
+    return steps

@@ -1,0 +1,60 @@
+"""Full-volume prediction with MONAI's Gaussian-weighted sliding window.
+
+Shared by validation, evaluation and inference so all three score the same computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from monai.inferers import sliding_window_inference
+
+from attnunet.models.attention_unet import AttentionUNet
+
+
+@dataclass(frozen=True)
+class SlidingWindowSpec:
+    """Window size (voxels), overlap fraction, windows per forward pass and blending mode."""
+
+    roi_size: tuple[int, ...] = (64, 64, 64)
+    overlap: float = 0.25
+    sw_batch_size: int = 4
+    mode: str = "gaussian"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SlidingWindowSpec:
+        return cls(
+            roi_size=tuple(int(v) for v in d["roi_size"]),
+            overlap=float(d.get("overlap", 0.25)),
+            sw_batch_size=int(d.get("sw_batch_size", 4)),
+            mode=str(d.get("mode", "gaussian")),
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["roi_size"] = list(self.roi_size)
+        return d
+
+
+def predict_logits(net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowSpec) -> torch.Tensor:
+    """``(B, C, *S)`` image -> ``(B, num_classes, *S)`` logits, blended over windows."""
+    return sliding_window_inference(image, spec.roi_size, spec.sw_batch_size, net, overlap=spec.overlap, mode=spec.mode)
+
+
+def predict_with_attention(
+    net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowSpec
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits ``(B, K, *S)`` and, per gate, alpha ``(B, 1, *S)`` blended over windows."""
+    names: list[str] = list(net.gates.keys())
+
+    def window(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = net.forward_detailed(x)
+        maps = net.attention_maps_from(out, x.shape[2:])
+        return (out.logits, *(maps[n] for n in names))
+
+    outputs: Sequence[torch.Tensor] = sliding_window_inference(
+        image, spec.roi_size, spec.sw_batch_size, window, overlap=spec.overlap, mode=spec.mode
+    )
+    return outputs[0], dict(zip(names, outputs[1:]))
