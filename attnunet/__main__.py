@@ -1,11 +1,16 @@
-"""``python -m attnunet <train|synth> [key=value ...]``."""
+"""``python -m attnunet <train|evaluate|infer|synth> [key=value ...]``."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-COMMANDS = {"train": "attnunet.cli.train", "synth": "attnunet.cli.synth"}
+COMMANDS = {
+    "train": "attnunet.cli.train",
+    "evaluate": "attnunet.cli.evaluate",
+    "infer": "attnunet.cli.infer",
+    "synth": "attnunet.cli.synth",
+}
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from attnunet.errors import AttnUNetError
+from attnunet.errors import user_error
 from attnunet.utils.allocator import keep_freed_memory
 
 log = logging.getLogger("attnunet")
@@ -41,10 +41,11 @@ def report_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
     def wrapper(cfg: DictConfig) -> Any:
         try:
             return task(cfg)
-        except AttnUNetError as e:
-            if cfg.get("debug", False):
+        except Exception as e:
+            ours = user_error(e)
+            if ours is None or cfg.get("debug", False):
                 raise
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {ours}", file=sys.stderr)
             sys.exit(1)
 
     return wrapper

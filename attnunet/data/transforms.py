@@ -137,7 +137,7 @@ def preprocessing(
         mt.LoadImaged(keys, image_only=True),
         ValidateVolumed(keys, num_labels),
         mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
-        mt.Orientationd(keys, axcodes=spec.orientation),
+        mt.Orientationd(keys, axcodes=spec.orientation, labels=None),
     ]
     if spec.spacing is not None:
         steps.append(mt.Spacingd(keys, pixdim=spec.spacing, mode=modes))

@@ -1,0 +1,120 @@
+"""``attnunet-evaluate``: per-case metrics, either by running a checkpoint on a labelled split
+(``ckpt_path=``) or by scoring existing predictions (``pred_dir=`` + ``label_dir=``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import nibabel as nib
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from attnunet.cli.common import config_dir, report_errors, tune_runtime
+from attnunet.cli.infer import predictor_from_config
+from attnunet.data.datalist import case_id, load_cases, split_cases
+from attnunet.errors import AttnUNetError
+from attnunet.evaluation.report import format_table, load_reference, score_pair, write_report
+from attnunet.inference.io import is_nifti
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Mode 1: predict every case of the chosen split with the infer code path, then score."""
+    predictor = predictor_from_config(cfg)
+    labels = predictor.model.labels
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    if datamodule.labels != labels:
+        raise AttnUNetError(
+            f"checkpoint label map {labels} differs from the dataset's {datamodule.labels}", cfg.ckpt_path
+        )
+    cases = load_cases(datamodule.dataset_json)
+    if cfg.split != "all":
+        train, val = split_cases(cases, datamodule.val_fraction, datamodule.split_seed)
+        cases = {"train": train, "val": val}[cfg.split]
+    rows = []
+    for case in tqdm(cases, desc="cases", unit="case"):
+        ref_path = Path(case["label"])
+        ref = load_reference(ref_path, labels)
+        prediction = predictor(case["image"])
+        rows += score_pair(
+            case["case_id"],
+            prediction.labels,
+            Path(case["image"]),
+            ref,
+            ref_path,
+            labels,
+            nib.load(case["image"]).affine,
+            cfg.nsd_tolerance_mm,
+        )
+    return rows
+
+
+def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Mode 2: match ``<case>_seg.nii.gz`` (or ``<case>.nii.gz``) in pred_dir to labels by name."""
+    pred_dir, label_dir = Path(cfg.pred_dir).expanduser(), Path(cfg.label_dir).expanduser()
+    for folder in (pred_dir, label_dir):
+        if not folder.is_dir():
+            raise AttnUNetError("not a folder", folder)
+    preds = {
+        _strip_seg(case_id(p)): p
+        for p in sorted(pred_dir.iterdir())
+        if is_nifti(p) and "_attention_" not in p.name and "_probabilities" not in p.name
+    }
+    refs = {case_id(p): p for p in sorted(label_dir.iterdir()) if is_nifti(p)}
+    missing = sorted(set(refs) - set(preds))
+    if missing:
+        raise AttnUNetError(f"no prediction for {len(missing)} labelled cases, e.g. {missing[:3]}", pred_dir)
+    labels = {int(k): str(v) for k, v in cfg.labels.items()} if cfg.labels else None
+    rows = []
+    for case in tqdm(sorted(refs), desc="cases", unit="case"):
+        ref_img = nib.load(refs[case])
+        case_labels = labels or _labels_found(ref_img, nib.load(preds[case]))
+        ref = load_reference(refs[case], case_labels)
+        pred_img = load_reference(preds[case], case_labels)
+        rows += score_pair(
+            case,
+            pred_img.get_fdata().round(),
+            preds[case],
+            ref,
+            refs[case],
+            case_labels,
+            pred_img.affine,
+            cfg.nsd_tolerance_mm,
+        )
+    return rows
+
+
+def _strip_seg(name: str) -> str:
+    return name[: -len("_seg")] if name.endswith("_seg") else name
+
+
+def _labels_found(*images: nib.Nifti1Image) -> dict[int, str]:
+    values = set()
+    for img in images:
+        values |= {int(v) for v in np.unique(np.asanyarray(img.dataobj)) if v == round(v) and v >= 0}
+    return {v: ("background" if v == 0 else f"label{v}") for v in sorted(values | {0})}
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    tune_runtime(cfg.performance)
+    run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+    if cfg.ckpt_path:
+        rows = evaluate_checkpoint(cfg)
+    elif cfg.pred_dir and cfg.label_dir:
+        rows = evaluate_folders(cfg)
+    else:
+        raise AttnUNetError("give ckpt_path=... (run the model) or pred_dir=... label_dir=... (score predictions)")
+    summary = write_report(rows, run_dir)
+    print(format_table(summary))
+    print(f"metrics: {run_dir / 'metrics.csv'}  summary: {run_dir / 'summary.json'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""``attnunet-infer``: segment NIfTI volumes with a trained checkpoint."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from attnunet.cli.common import config_dir, report_errors, tune_runtime
+from attnunet.inference.checkpoint import load_checkpoint
+from attnunet.inference.io import find_inputs
+from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.inference.runner import predict_cases
+
+
+def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor:
+    """The checkpoint plus the run-time settings shared by infer and evaluate."""
+    model = load_checkpoint(cfg.ckpt_path)
+    settings = PredictorSettings(
+        device=cfg.device,
+        precision=cfg.precision,
+        overlap=cfg.overlap,
+        sw_batch_size=cfg.sw_batch_size,
+        tta=cfg.tta,
+        largest_component=cfg.largest_component,
+        attention=attention,
+    )
+    return Predictor(model, settings)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="infer")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    tune_runtime(cfg.performance)
+    cases = find_inputs(cfg.input)
+    predictor = predictor_from_config(cfg, attention=cfg.save_attention)
+    report = predict_cases(predictor, cases, cfg.output_dir, cfg.save_probabilities, resume=cfg["continue"])
+    print(
+        f"{len(report.done)} done, {len(report.skipped)} already finished, {len(report.failed)} failed"
+        f" -> {cfg.output_dir}",
+        flush=True,
+    )
+    if report.failed:
+        for case, why in report.failed.items():
+            print(f"failed: {case}: {why}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Finding input cases and writing NIfTI outputs atomically on the input's own grid."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from attnunet.data.datalist import case_id, load_cases
+from attnunet.errors import AttnUNetError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def is_nifti(path: Path) -> bool:
+    return path.name.endswith(NIFTI_SUFFIXES)
+
+
+def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
+    """``(case, image path)`` for a NIfTI file, a folder of NIfTI files or an MSD ``dataset.json``
+    (its ``test`` list). Case names must be unique."""
+    path = Path(input_path).expanduser()
+    if not path.exists():
+        raise AttnUNetError("input does not exist", path)
+    if path.is_file() and path.suffix == ".json":
+        files = [Path(c["image"]) for c in load_cases(path, key="test", require_label=False)]
+    elif path.is_file():
+        if not is_nifti(path):
+            raise AttnUNetError("input must be .nii/.nii.gz, a folder of them or a dataset.json", path)
+        files = [path]
+    else:
+        files = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
+        if not files:
+            raise AttnUNetError("folder holds no .nii/.nii.gz files", path)
+    cases = [(case_id(f), f) for f in files]
+    names = [c for c, _ in cases]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AttnUNetError(f"several inputs map to the same case name: {duplicates[:5]}", path)
+    return cases
+
+
+def prepare_output_dir(output_dir: str | Path) -> Path:
+    """Create ``output_dir``; a clear error when it is a file or cannot be written."""
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise AttnUNetError("output_dir exists and is not a folder", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AttnUNetError(f"cannot create output_dir ({e.strerror})", out) from None
+    if not os.access(out, os.W_OK):
+        raise AttnUNetError("output_dir is not writable", out)
+    return out
+
+
+def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs: set[Path]) -> None:
+    """Write ``array`` with ``reference``'s affine, qform/sform codes and units, atomically.
+
+    The data goes to a temporary file in the same folder first and is renamed over ``path`` only
+    when complete, so an interrupted run never leaves a file that looks finished. ``inputs`` are
+    never overwritten.
+    """
+    if path.resolve() in inputs:
+        raise AttnUNetError("refusing to overwrite an input file", path)
+    header = reference.header.copy()
+    header.set_data_dtype(array.dtype)
+    header.set_slope_inter(1.0, 0.0)
+    image = nib.Nifti1Image(array, reference.affine, header=header)
+    qform, qcode = reference.get_qform(coded=True)
+    sform, scode = reference.get_sform(coded=True)
+    image.set_qform(qform if qcode else reference.affine, code=int(qcode) if qcode else 1)
+    image.set_sform(sform if scode else reference.affine, code=int(scode) if scode else 1)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(image, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise AttnUNetError(f"could not write output ({e.strerror})", path) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

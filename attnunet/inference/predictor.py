@@ -1,0 +1,129 @@
+"""Checkpoint -> preprocess -> sliding window (+ flip TTA) -> invert -> arrays on the input grid."""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.data import MetaTensor
+
+from attnunet.data.transforms import IMAGE, preprocessing
+from attnunet.errors import as_user_error
+from attnunet.inference.checkpoint import LoadedModel
+from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
+from attnunet.utils.hardware import cpu_has_native_bf16
+
+PRED = "pred"
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Run-time choices; the model and preprocessing always come from the checkpoint.
+
+    Attributes:
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
+        precision: ``auto`` (bf16 where the hardware has it), ``bf16`` or ``fp32``.
+        overlap, sw_batch_size: sliding-window overrides (``None``: the checkpoint's).
+        tta: average the softmax over all 8 axis-flip combinations.
+        largest_component: keep only the largest connected component of each label.
+        attention: also return the gate maps (alpha) on the input grid.
+    """
+
+    device: str = "auto"
+    precision: str = "auto"
+    overlap: float | None = None
+    sw_batch_size: int | None = None
+    tta: bool = False
+    largest_component: bool = False
+    attention: bool = False
+
+
+@dataclass
+class Prediction:
+    """Outputs on the input's own voxel grid, ``(X, Y, Z)`` in the file's storage order."""
+
+    labels: np.ndarray  # uint8
+    probabilities: np.ndarray  # float32 (K, X, Y, Z)
+    attention: dict[str, np.ndarray] = field(default_factory=dict)  # float32 (X, Y, Z) per gate
+
+
+class Predictor:
+    """Runs one loaded model on image files, exactly as validation ran it in training."""
+
+    def __init__(self, model: LoadedModel, settings: PredictorSettings | None = None) -> None:
+        self.model = model
+        self.settings = settings or PredictorSettings()
+        self.device = _device(self.settings.device)
+        self.net = model.net.to(self.device).eval()
+        base = model.sliding_window
+        self.window = SlidingWindowSpec(
+            roi_size=base.roi_size,
+            overlap=base.overlap if self.settings.overlap is None else self.settings.overlap,
+            sw_batch_size=base.sw_batch_size if self.settings.sw_batch_size is None else self.settings.sw_batch_size,
+            mode=base.mode,
+        )
+        self.pre = mt.Compose(preprocessing(model.preprocessing, keys=[IMAGE]))
+        self.invert = mt.Invertd(PRED, transform=self.pre, orig_keys=IMAGE, nearest_interp=False, to_tensor=True)
+        foreground = list(range(1, len(model.labels)))
+        self.keep_largest = mt.KeepLargestConnectedComponent(applied_labels=foreground, independent=True)
+
+    def __call__(self, image_path: str | Path) -> Prediction:
+        try:
+            data = self.pre({IMAGE: str(image_path)})
+        except Exception as e:  # noqa: BLE001 - loaders raise many types; report one clean line
+            raise as_user_error(e, image_path, "unreadable or unusable image") from None
+        image: MetaTensor = data[IMAGE]
+        x = image.as_tensor()[None].to(self.device)
+        with torch.inference_mode(), self._autocast():
+            probs, maps = self._probabilities(x)
+        back = self._to_input_grid(image, probs[0])
+        labels = back.argmax(0, keepdim=True)
+        if self.settings.largest_component and len(self.model.labels) > 1:
+            labels = self.keep_largest(labels)
+        attention = {name: self._to_input_grid(image, alpha[0])[0].numpy() for name, alpha in maps.items()}
+        return Prediction(
+            labels=labels[0].numpy().astype(np.uint8),
+            probabilities=back.numpy().astype(np.float32),
+            attention={k: v.astype(np.float32) for k, v in attention.items()},
+        )
+
+    def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Softmax ``(1, K, *S)`` (flip-averaged with TTA) and gate maps ``(1, 1, *S)``."""
+        if self.settings.attention:
+            logits, maps = predict_with_attention(self.net, x, self.window)
+        else:
+            logits, maps = predict_logits(self.net, x, self.window), {}
+        probs = torch.softmax(logits.float(), 1)
+        if self.settings.tta:
+            flips = [axes for n in range(1, 4) for axes in itertools.combinations((2, 3, 4), n)]
+            for axes in flips:
+                flipped = predict_logits(self.net, torch.flip(x, axes), self.window)
+                probs += torch.flip(torch.softmax(flipped.float(), 1), axes)
+            probs /= 1 + len(flips)
+        return probs.cpu(), {k: v.float().cpu() for k, v in maps.items()}
+
+    def _to_input_grid(self, image: MetaTensor, volume: torch.Tensor) -> torch.Tensor:
+        """Undo crop, resampling and reorientation: ``(C, *S_net)`` -> ``(C, *S_input)``."""
+        pred = MetaTensor(volume, meta=dict(image.meta))
+        return self.invert({IMAGE: image, PRED: pred})[PRED].float()
+
+    def _autocast(self):
+        wanted = self.settings.precision
+        if wanted == "fp32":
+            return nullcontext()
+        if self.device.type == "cuda":
+            use = wanted == "bf16" or torch.cuda.is_bf16_supported()
+        else:
+            use = wanted == "bf16" or cpu_has_native_bf16()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if use else nullcontext()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,76 @@
+"""Run a predictor over many cases: skip finished ones, keep going past bad ones, report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from attnunet.errors import as_user_error
+from attnunet.inference.io import prepare_output_dir, save_like
+from attnunet.inference.predictor import Prediction, Predictor
+
+
+@dataclass
+class RunReport:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def segmentation_path(output_dir: Path, case: str) -> Path:
+    return output_dir / f"{case}_seg.nii.gz"
+
+
+def predict_cases(
+    predictor: Predictor,
+    cases: list[tuple[str, Path]],
+    output_dir: str | Path,
+    save_probabilities: bool = False,
+    resume: bool = False,
+) -> RunReport:
+    """Write ``<case>_seg.nii.gz`` (+ attention maps, probabilities) for every case.
+
+    The segmentation is written last, so its presence marks a finished case; with ``resume`` such
+    cases are skipped. A failing case is recorded and the run goes on.
+    """
+    out = prepare_output_dir(output_dir)
+    inputs = {p.resolve() for _, p in cases}
+    report = RunReport()
+    bar = tqdm(cases, desc="cases", unit="case")
+    for case, path in bar:
+        bar.set_postfix_str(case)
+        if resume and segmentation_path(out, case).is_file():
+            report.skipped.append(case)
+            continue
+        start = time.perf_counter()
+        try:
+            prediction = predictor(path)
+            write_prediction(prediction, nib.load(path), out, case, inputs, save_probabilities)
+        except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
+            report.failed[case] = str(as_user_error(e, path, "prediction failed"))
+            tqdm.write(f"FAILED {case}: {report.failed[case]}")
+            continue
+        report.done.append(case)
+        tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
+    return report
+
+
+def write_prediction(
+    prediction: Prediction,
+    reference: nib.Nifti1Image,
+    out: Path,
+    case: str,
+    inputs: set[Path],
+    save_probabilities: bool,
+) -> None:
+    for gate, alpha in prediction.attention.items():
+        save_like(alpha.astype(np.float32), reference, out / f"{case}_attention_{gate}.nii.gz", inputs)
+    if save_probabilities:
+        probs = np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32)
+        save_like(probs, reference, out / f"{case}_probabilities.nii.gz", inputs)
+    save_like(prediction.labels.astype(np.uint8), reference, segmentation_path(out, case), inputs)

@@ -1,0 +1,209 @@
+"""attnunet-infer and attnunet-evaluate: geometry, outputs, folder runs, safe checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from attnunet.errors import AttnUNetError
+from attnunet.inference.checkpoint import load_checkpoint
+from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.training.module import SegmentationModule
+
+DATA = Path(__file__).parent / "data"
+CT = DATA / "abdomen_ct.nii.gz"
+
+
+def make_checkpoint(path: Path, labels: dict[int, str], spacing=(4.0, 4.0, 4.0)) -> Path:
+    """A checkpoint with the structure Lightning writes (state_dict + our description)."""
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        model={"name": "attention_unet", "channels": [4, 8, 16]},
+        labels=labels,
+        preprocessing={"spacing": list(spacing), "intensity_window": [-175, 250]},
+        sliding_window={"roi_size": [32, 32, 32], "overlap": 0.25, "sw_batch_size": 4},
+        optimizer={"_target_": "torch.optim.AdamW", "_partial_": True},
+    )
+    torch.save({"state_dict": module.state_dict(), "attnunet": module.describe()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt", {0: "background", 1: "pancreas"})
+
+
+def run_cli(command: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "attnunet", command, *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def stored_as(src: Path, axcodes: str, dst: Path) -> Path:
+    """The same scan written with another voxel order (world content unchanged)."""
+    img = nib.load(src)
+    ornt = nib.orientations.ornt_transform(nib.io_orientation(img.affine), nib.orientations.axcodes2ornt(axcodes))
+    data = nib.orientations.apply_orientation(np.asanyarray(img.dataobj), ornt)
+    nib.save(nib.Nifti1Image(data, img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape)), dst)
+    return dst
+
+
+def test_prediction_is_on_the_input_grid_and_storage_invariant(checkpoint: Path, tmp_path: Path) -> None:
+    predictor = Predictor(load_checkpoint(checkpoint), PredictorSettings(precision="fp32", attention=True))
+    ref = predictor(CT)
+    img = nib.load(CT)
+    assert ref.labels.shape == img.shape and ref.labels.dtype == np.uint8
+    assert ref.probabilities.shape == (2, *img.shape)
+    np.testing.assert_allclose(ref.probabilities.sum(0), 1.0, atol=1e-4)
+    assert sorted(ref.attention) == ["level1"] and ref.attention["level1"].shape == img.shape
+    for code in ("LPI", "SRA"):
+        moved = stored_as(CT, code, tmp_path / f"{code}.nii.gz")
+        out = predictor(moved)
+        # Bring the prediction back to the original storage and compare voxel by voxel.
+        m = nib.load(moved)
+        back = nib.orientations.ornt_transform(nib.io_orientation(m.affine), nib.io_orientation(img.affine))
+        labels = nib.orientations.apply_orientation(out.labels, back)
+        assert labels.shape == img.shape
+        assert (labels == ref.labels).mean() > 0.999
+
+
+def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = stored_as(CT, "LPS", inputs / "ct_a.nii.gz")
+    (inputs / "broken.nii.gz").write_bytes(b"\x89PNG\r\n\x1a\n not a nifti")
+    four_d = nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.int16), np.eye(4))
+    nib.save(four_d, inputs / "four_d.nii.gz")
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs.iterdir()}
+    out = tmp_path / "out"
+    args = [
+        f"ckpt_path={checkpoint}",
+        f"input={inputs}",
+        f"output_dir={out}",
+        "save_attention=true",
+        "save_probabilities=true",
+        "precision=fp32",
+    ]
+    result = run_cli("infer", args, tmp_path)
+    assert result.returncode == 1
+    assert "1 done" in result.stdout and "2 failed" in result.stdout
+    assert f"{inputs / 'broken.nii.gz'}" in result.stderr and "expected a 3D volume" in result.stderr
+    seg = nib.load(out / "ct_a_seg.nii.gz")
+    src = nib.load(good)
+    assert seg.shape == src.shape and seg.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(seg.affine, src.affine)
+    assert seg.header["qform_code"] == src.header["qform_code"] or src.header["qform_code"] == 0
+    att = nib.load(out / "ct_a_attention_level1.nii.gz")
+    assert att.shape == src.shape and att.get_data_dtype() == np.float32
+    assert nib.load(out / "ct_a_probabilities.nii.gz").shape == (*src.shape, 2)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs.iterdir()} == digests
+
+    mtime = os.stat(out / "ct_a_seg.nii.gz").st_mtime_ns
+    again = run_cli("infer", [*args, "continue=true"], tmp_path)
+    assert "1 already finished" in again.stdout
+    assert os.stat(out / "ct_a_seg.nii.gz").st_mtime_ns == mtime
+
+
+def test_output_dir_that_is_a_file_is_a_clean_error(checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = run_cli("infer", [f"ckpt_path={checkpoint}", f"input={CT}", f"output_dir={target}"], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: {target}: output_dir exists and is not a folder"
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "attnunet": {}, "x": _Payload(marker)}, evil)
+    with pytest.raises(AttnUNetError, match="refused: not a plain-data checkpoint"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_non_attnunet_checkpoint_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, path)
+    with pytest.raises(AttnUNetError, match="not an attnunet checkpoint"):
+        load_checkpoint(path)
+
+
+def test_evaluate_checkpoint_on_a_labelled_split(tiny_dataset: Path, tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "m.ckpt", {0: "background", 1: "pancreas", 2: "lesion"})
+    result = run_cli(
+        "evaluate",
+        [
+            f"ckpt_path={ckpt}",
+            "data=nifti_folder",
+            f"data.root={tiny_dataset}",
+            "split=all",
+            f"run_dir={tmp_path / 'ev'}",
+            "precision=fp32",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = (tmp_path / "ev" / "metrics.csv").read_text().strip().splitlines()
+    assert lines[0].split(",") == [
+        "case",
+        "label",
+        "dice",
+        "hd95_mm",
+        "nsd",
+        "precision",
+        "recall",
+        "pred_ml",
+        "ref_ml",
+    ]
+    assert len(lines) == 1 + 4 * 2  # 4 cases x 2 foreground labels
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["cases"] == 4 and set(summary["per_label"]) == {"pancreas", "lesion"}
+
+
+def test_evaluate_refuses_a_checkpoint_with_another_label_map(checkpoint: Path, tiny_dataset: Path, tmp_path: Path):
+    result = run_cli(
+        "evaluate", [f"ckpt_path={checkpoint}", "data=nifti_folder", f"data.root={tiny_dataset}"], tmp_path
+    )
+    assert result.returncode == 1 and "label map" in result.stderr and str(checkpoint) in result.stderr
+
+
+def test_evaluate_prediction_folder_against_labels(tmp_path: Path) -> None:
+    preds, refs = tmp_path / "p", tmp_path / "r"
+    preds.mkdir()
+    refs.mkdir()
+    affine = np.diag([0.8, 0.8, 2.5, 1])
+    ref = np.zeros((20, 20, 10), np.uint8)
+    ref[5:15, 5:15, 2:8] = 1
+    pred = np.zeros_like(ref)
+    pred[5:15, 5:15, 2:5] = 1
+    nib.save(nib.Nifti1Image(ref, affine), refs / "case1.nii.gz")
+    nib.save(nib.Nifti1Image(pred, affine), preds / "case1_seg.nii.gz")
+    result = run_cli(
+        "evaluate",
+        [f"pred_dir={preds}", f"label_dir={refs}", f"run_dir={tmp_path / 'ev'}", "labels={0: bg, 1: organ}"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    organ = summary["per_label"]["organ"]
+    assert organ["dice"]["mean"] == pytest.approx(2 / 3)
+    assert organ["recall"]["mean"] == pytest.approx(0.5) and organ["precision"]["mean"] == pytest.approx(1.0)
+    assert organ["ref_ml"]["mean"] == pytest.approx(600 * 0.8 * 0.8 * 2.5 / 1000)

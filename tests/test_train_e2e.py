@@ -1,0 +1,96 @@
+"""The real ``attnunet-train`` command, end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+pytestmark = pytest.mark.slow
+
+
+def attnunet(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("attnunet-train")
+    cmd = [exe] if args[0] == "train" and exe else [sys.executable, "-m", "attnunet", args[0]]
+    env = {**os.environ, "ATTNUNET_CACHE": str(cache)}
+    return subprocess.run(cmd + args[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, Path]:
+    cwd = tmp_path_factory.mktemp("work")
+    cache = tmp_path_factory.mktemp("cache")
+    result = attnunet(["train", "experiment=smoke"], cwd, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((cwd / "outputs" / "train").iterdir())
+    assert len(runs) == 1
+    return runs[0], result, cache
+
+
+def test_smoke_run_produces_the_run_dir_layout(smoke_run) -> None:
+    run, result, cache = smoke_run
+    for rel in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", ".hydra/config.yaml"):
+        assert (run / rel).is_file(), rel
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith(f"best checkpoint: {run / 'checkpoints' / 'best.ckpt'}")
+    assert "val/dice: 0." in last_line or "val/dice: 1." in last_line
+    assert (next(cache.iterdir()) / "dataset.json").is_file()  # default data generated on first use
+
+
+def test_checkpoint_is_plain_data_and_self_describing(smoke_run) -> None:
+    run, _, _ = smoke_run
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    meta = ckpt["attnunet"]
+    assert meta["labels"] == {"0": "background", "1": "pancreas"}
+    assert meta["model"]["channels"] == [4, 8, 16] and meta["model"]["num_classes"] == 2
+    assert meta["preprocessing"]["spacing"] == [4.0, 4.0, 4.0]
+    assert meta["sliding_window"]["roi_size"] == [32, 32, 32]
+
+
+def test_tensorboard_has_curves_and_attention_images(smoke_run) -> None:
+    run, _, _ = smoke_run
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars, images = events.Tags()["scalars"], events.Tags()["images"]
+    for tag in ("train/loss_epoch", "val/dice", "val/dice_pancreas", "attention_contrast/level1"):
+        assert tag in scalars
+    assert any(t.startswith("attention/") and t.endswith("/level1") for t in images)
+    assert any(t.startswith("val/overlay/") for t in images)
+
+
+def test_resume_from_last_continues_the_same_run(smoke_run, tmp_path: Path) -> None:
+    run, _, cache = smoke_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    before = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    result = attnunet(
+        ["train", "experiment=smoke", f"hydra.run.dir={copy}", "ckpt_path=last", "trainer.max_epochs=3"],
+        tmp_path,
+        cache,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert before["epoch"] == 1 and after["epoch"] == 2
+    assert after["global_step"] == before["global_step"] + before["global_step"] // 2
+
+
+def test_missing_resume_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    result = attnunet(["train", "experiment=smoke", "ckpt_path=/nonexistent/x.ckpt"], tmp_path, tmp_path / "cache")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1] == "error: /nonexistent/x.ckpt: checkpoint to resume from does not exist"
+    )
+
+
+def test_synth_command_writes_an_msd_dataset(tmp_path: Path) -> None:
+    result = attnunet(["synth", f"output_dir={tmp_path / 'ds'}", "num_cases=2", "seed=5"], tmp_path, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ds" / "dataset.json").is_file()
+    assert len(list((tmp_path / "ds" / "imagesTr").glob("*.nii.gz"))) == 2
