@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
@@ -105,6 +106,11 @@ def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: P
     att = nib.load(out / "ct_a_attention_level1.nii.gz")
     assert att.shape == src.shape and att.get_data_dtype() == np.float32
     assert nib.load(out / "ct_a_probabilities.nii.gz").shape == (*src.shape, 2)
+    preview = np.asarray(Image.open(out / "ct_a_preview.png"))
+    assert preview.shape == (101, 3 * 122, 3)  # axial slice, anterior up: (AP, 3 panels x LR)
+    ct_panel = preview[:, : preview.shape[1] // 3]
+    assert ct_panel.std() > 10  # the CT itself is visible, not a blank or constant picture
+    assert not np.array_equal(ct_panel, preview[:, 2 * preview.shape[1] // 3 :])  # heat map differs from plain CT
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs.iterdir()} == digests
 

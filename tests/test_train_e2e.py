@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import attnunet
+
 pytestmark = pytest.mark.slow
-
-
-def attnunet(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("attnunet-train")
-    cmd = [exe] if args[0] == "train" and exe else [sys.executable, "-m", "attnunet", args[0]]
-    env = {**os.environ, "ATTNUNET_CACHE": str(cache)}
-    return subprocess.run(cmd + args[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, Path]:
-    cwd = tmp_path_factory.mktemp("work")
-    cache = tmp_path_factory.mktemp("cache")
-    result = attnunet(["train", "experiment=smoke"], cwd, cache)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = list((cwd / "outputs" / "train").iterdir())
-    assert len(runs) == 1
-    return runs[0], result, cache
 
 
 def test_smoke_run_produces_the_run_dir_layout(smoke_run) -> None:
@@ -94,3 +75,18 @@ def test_synth_command_writes_an_msd_dataset(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ds" / "dataset.json").is_file()
     assert len(list((tmp_path / "ds" / "imagesTr").glob("*.nii.gz"))) == 2
+
+
+def test_2d_model_trains_on_axial_slices(smoke_run, tmp_path: Path) -> None:
+    _, _, cache = smoke_run
+    args = ["experiment=smoke", "model=attention_unet_2d", "model.channels=[4,8,16]", "trainer.max_epochs=1"]
+    result = attnunet(["train", *args, "data.patch_size=[32,32,1]", "data.samples_per_volume=4"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = next((tmp_path / "outputs" / "train").iterdir())
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["attnunet"]["model"]["spatial_dims"] == 2
+    assert ckpt["state_dict"]["net.head.weight"].ndim == 4  # a 2D convolution
+
+    mismatch = attnunet(["train", *args, "data.patch_size=[32,32,32]"], tmp_path, cache)
+    assert mismatch.returncode == 1
+    assert "model.spatial_dims=2 needs data.patch_size ending in 1" in mismatch.stderr

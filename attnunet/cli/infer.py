@@ -34,8 +34,16 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
 def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
     cases = find_inputs(cfg.input)
-    predictor = predictor_from_config(cfg, attention=cfg.save_attention)
-    report = predict_cases(predictor, cases, cfg.output_dir, cfg.save_probabilities, resume=cfg["continue"])
+    predictor = predictor_from_config(cfg, attention=cfg.save_attention or cfg.save_preview)
+    report = predict_cases(
+        predictor,
+        cases,
+        cfg.output_dir,
+        save_probabilities=cfg.save_probabilities,
+        resume=cfg["continue"],
+        save_preview=cfg.save_preview,
+        save_attention=cfg.save_attention,
+    )
     print(
         f"{len(report.done)} done, {len(report.skipped)} already finished, {len(report.failed)} failed"
         f" -> {cfg.output_dir}",

@@ -41,6 +41,13 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
             f"model.num_classes={cfg.model.num_classes} but the dataset has {len(labels)} labels {labels}",
             datamodule.dataset_json,
         )
+    two_d_patches = cfg.data.patch_size[-1] == 1
+    if (cfg.model.spatial_dims == 2) != two_d_patches:
+        raise AttnUNetError(
+            f"model.spatial_dims={cfg.model.spatial_dims} needs data.patch_size "
+            f"{'ending in 1 (axial slices)' if cfg.model.spatial_dims == 2 else 'of three sizes > 1'}, "
+            f"got {list(cfg.data.patch_size)}"
+        )
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.pop("num_classes")

@@ -177,6 +177,8 @@ def training_sampling(
     """Patch sampling (foreground-centred with ``positive_fraction``) and augmentation.
 
     Appended after :func:`preprocessing`; everything before this is deterministic and cached.
+    A ``patch_size`` ending in 1 (e.g. ``(160, 160, 1)``) samples axial slices for a 2D network:
+    patches are then ``(1, H, W)`` instead of ``(1, H, W, D)``.
     """
     keys = [IMAGE, LABEL]
     pos = positive_fraction
@@ -197,19 +199,23 @@ def training_sampling(
         ),
         mt.DeleteItemsd([fg, bg]),
     ]
+    dims = 3
+    if len(patch_size) == 3 and patch_size[-1] == 1:
+        dims = 2
+        steps.append(mt.SqueezeDimd(keys, dim=3))
     if aug.affine_prob > 0:
         steps.append(
             mt.RandAffined(
                 keys,
                 prob=aug.affine_prob,
-                rotate_range=[np.deg2rad(aug.rotate_degrees)] * 3,
-                scale_range=[aug.scale_range] * 3,
+                rotate_range=[np.deg2rad(aug.rotate_degrees)] * (1 if dims == 2 else 3),
+                scale_range=[aug.scale_range] * dims,
                 mode=["bilinear", "nearest"],
                 padding_mode="zeros",
             )
         )
     if aug.flip_prob > 0:
-        steps += [mt.RandFlipd(keys, prob=aug.flip_prob, spatial_axis=a) for a in range(3)]
+        steps += [mt.RandFlipd(keys, prob=aug.flip_prob, spatial_axis=a) for a in range(dims)]
     if aug.intensity_prob > 0:
         steps += [
             mt.RandScaleIntensityd(IMAGE, factors=0.1, prob=aug.intensity_prob),

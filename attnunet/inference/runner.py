@@ -13,6 +13,7 @@ from tqdm import tqdm
 from attnunet.errors import as_user_error
 from attnunet.inference.io import prepare_output_dir, save_like
 from attnunet.inference.predictor import Prediction, Predictor
+from attnunet.inference.preview import render_preview, save_png
 
 
 @dataclass
@@ -32,11 +33,14 @@ def predict_cases(
     output_dir: str | Path,
     save_probabilities: bool = False,
     resume: bool = False,
+    save_preview: bool = False,
+    save_attention: bool = False,
 ) -> RunReport:
     """Write ``<case>_seg.nii.gz`` (+ attention maps, probabilities) for every case.
 
     The segmentation is written last, so its presence marks a finished case; with ``resume`` such
-    cases are skipped. A failing case is recorded and the run goes on.
+    cases are skipped. A failing case is recorded and the run goes on. ``save_preview`` adds
+    ``<case>_preview.png`` (CT, predicted contour, attention overlays).
     """
     out = prepare_output_dir(output_dir)
     inputs = {p.resolve() for _, p in cases}
@@ -50,7 +54,11 @@ def predict_cases(
         start = time.perf_counter()
         try:
             prediction = predictor(path)
-            write_prediction(prediction, nib.load(path), out, case, inputs, save_probabilities)
+            reference = nib.load(path)
+            if save_preview:
+                window = predictor.model.preprocessing.intensity_window
+                save_png(render_preview(reference, prediction, window), out / f"{case}_preview.png")
+            write_prediction(prediction, reference, out, case, inputs, save_probabilities, save_attention)
         except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
             report.failed[case] = str(as_user_error(e, path, "prediction failed"))
             tqdm.write(f"FAILED {case}: {report.failed[case]}")
@@ -67,8 +75,9 @@ def write_prediction(
     case: str,
     inputs: set[Path],
     save_probabilities: bool,
+    save_attention: bool,
 ) -> None:
-    for gate, alpha in prediction.attention.items():
+    for gate, alpha in prediction.attention.items() if save_attention else ():
         save_like(alpha.astype(np.float32), reference, out / f"{case}_attention_{gate}.nii.gz", inputs)
     if save_probabilities:
         probs = np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from monai.inferers import sliding_window_inference
+from monai.inferers import SliceInferer, SlidingWindowInferer
 
 from attnunet.models.attention_unet import AttentionUNet
 
@@ -38,9 +38,17 @@ class SlidingWindowSpec:
         return d
 
 
+def inferer(net: AttentionUNet, spec: SlidingWindowSpec) -> SlidingWindowInferer:
+    """3D windows for a 3D net; for a 2D net, 2D windows over each axial slice (MONAI SliceInferer)."""
+    common = {"sw_batch_size": spec.sw_batch_size, "overlap": spec.overlap, "mode": spec.mode}
+    if net.spatial_dims == 2:
+        return SliceInferer(spatial_dim=2, roi_size=tuple(spec.roi_size[:2]), **common)
+    return SlidingWindowInferer(roi_size=spec.roi_size, **common)
+
+
 def predict_logits(net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowSpec) -> torch.Tensor:
-    """``(B, C, *S)`` image -> ``(B, num_classes, *S)`` logits, blended over windows."""
-    return sliding_window_inference(image, spec.roi_size, spec.sw_batch_size, net, overlap=spec.overlap, mode=spec.mode)
+    """``(B, C, X, Y, Z)`` volume -> ``(B, num_classes, X, Y, Z)`` logits, blended over windows."""
+    return inferer(net, spec)(image, net)
 
 
 def predict_with_attention(
@@ -54,7 +62,5 @@ def predict_with_attention(
         maps = net.attention_maps_from(out, x.shape[2:])
         return (out.logits, *(maps[n] for n in names))
 
-    outputs: Sequence[torch.Tensor] = sliding_window_inference(
-        image, spec.roi_size, spec.sw_batch_size, window, overlap=spec.overlap, mode=spec.mode
-    )
+    outputs: Sequence[torch.Tensor] = inferer(net, spec)(image, window)
     return outputs[0], dict(zip(names, outputs[1:]))

@@ -87,7 +87,7 @@ class SegmentationModule(pl.LightningModule):
         # Plain tensors: MetaTensors would leak into logged values and from there into checkpoints,
         # which then no longer load with weights_only=True.
         image, label = as_plain_tensor(batch[IMAGE]), as_plain_tensor(batch[LABEL])
-        logits = predict_logits(self, image, self.window)
+        logits = predict_logits(self.net, image, self.window)
         num_classes = len(self.labels)
         pred = F.one_hot(logits.argmax(1), num_classes).movedim(-1, 1)
         ref = F.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)

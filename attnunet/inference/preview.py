@@ -1,0 +1,44 @@
+"""``<case>_preview.png``: CT, predicted contour and one attention overlay per gate, no viewer needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from PIL import Image
+
+from attnunet.inference.predictor import Prediction
+from attnunet.utils import overlays
+
+
+def render_preview(image: nib.Nifti1Image, prediction: Prediction, window: tuple[float, float]) -> np.ndarray:
+    """RGB ``(H, W * (2 + gates), 3)`` uint8: CT | CT + predicted labels | CT + alpha per gate, on the
+    axial slice through the predicted foreground centroid (the middle slice when nothing was found)."""
+    to_ras = nib.orientations.ornt_transform(nib.io_orientation(image.affine), nib.orientations.axcodes2ornt("RAS"))
+
+    def ras(volume: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(nib.orientations.apply_orientation(volume, to_ras)))
+
+    lo, hi = window
+    ct = (ras(np.asanyarray(image.dataobj).astype(np.float32)) - lo) / (hi - lo)
+    labels = ras(prediction.labels)
+    fg = torch.nonzero(labels > 0)
+    z = int(fg[:, 2].float().mean().round()) if len(fg) else labels.shape[2] // 2
+    ct_s = overlays.to_display(ct[:, :, z])
+    panels = [overlays.grey(ct_s), overlays.label_overlay(ct_s, overlays.to_display(labels[:, :, z]))]
+    for alpha in prediction.attention.values():
+        panels.append(overlays.heat_overlay(ct_s, overlays.to_display(ras(alpha)[:, :, z])))
+    rgb = torch.cat(panels, 2).permute(1, 2, 0).clamp(0, 1)
+    return (rgb.numpy() * 255).round().astype(np.uint8)
+
+
+def save_png(rgb: np.ndarray, path: Path) -> None:
+    """Write atomically (temporary name, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

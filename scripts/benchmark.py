@@ -1,0 +1,193 @@
+"""attnunet versus MONAI's AttentionUnet, measured side by side in one run.
+
+    python scripts/benchmark.py                       # CPU (and CUDA when present), default sizes
+    python scripts/benchmark.py --patch 64 --volume 160 160 96 --json results.json
+
+Every configuration runs in its own subprocess so that peak memory (RSS, or CUDA max allocated) is
+its own. Rows: MONAI ``AttentionUnet`` fp32 (the reference), attnunet fp32, attnunet fp32 without the
+malloc tuning, attnunet bf16 autocast (+ channels-last on CUDA). Columns: forward latency of one
+``1x1xP^3`` patch, one training step (batch 2, AdamW, Dice+CE), a Gaussian sliding window over a full
+volume (roi P, overlap 0.25), peak memory, and voxel agreement of the argmax with attnunet's own fp32
+output on the same input. Ratios are against the reference measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIGS = {
+    "monai_fp32": {"net": "monai", "bf16": False, "malloc": True},
+    "attnunet_fp32": {"net": "attnunet", "bf16": False, "malloc": True},
+    "attnunet_fp32_no_malloc_tuning": {"net": "attnunet", "bf16": False, "malloc": False},
+    "attnunet_bf16": {"net": "attnunet", "bf16": True, "malloc": True},
+}
+CHANNELS = (16, 32, 64, 128, 256)
+
+
+def build(name: str):
+    import torch
+    from monai.networks.nets import AttentionUnet
+
+    from attnunet.models.attention_unet import AttentionUNet
+
+    torch.manual_seed(0)
+    if name == "monai":
+        return AttentionUnet(spatial_dims=3, in_channels=1, out_channels=2, channels=CHANNELS, strides=(2, 2, 2, 2))
+    return AttentionUNet(channels=CHANNELS)
+
+
+def timed(fn, repeats: int, sync, warmup: bool = True) -> float:
+    if warmup:  # allocator, oneDNN/cuDNN kernel selection
+        fn()
+        sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def worker(config: str, args: argparse.Namespace) -> dict:
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.losses import DiceCELoss
+
+    from attnunet.utils.allocator import keep_freed_memory
+
+    spec = CONFIGS[config]
+    if spec["malloc"]:
+        keep_freed_memory()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    net = build(spec["net"]).to(device)
+    channels_last = cuda and spec["bf16"]
+    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec["bf16"])
+    gen = torch.Generator().manual_seed(1)
+    p = args.patch
+    patch = torch.rand(1, 1, p, p, p, generator=gen).to(device).contiguous(memory_format=fmt)
+    volume = torch.load(args.volume_file, weights_only=True).to(device)
+
+    net.eval()
+    with torch.inference_mode(), autocast:
+        forward_s = timed(lambda: net(patch), args.repeats, sync)
+        window = {"roi_size": (p, p, p), "sw_batch_size": 2, "overlap": 0.25, "mode": "gaussian"}
+        held = {}
+
+        def whole_volume() -> None:
+            held["logits"] = sliding_window_inference(volume, predictor=net, **window)
+
+        sw_s = timed(whole_volume, 1, sync, warmup=False)  # kernels are warm from the forward timing
+    argmax = held["logits"].float().argmax(1).cpu()
+
+    net.train()
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    batch = torch.rand(2, 1, p, p, p, generator=gen).to(device).contiguous(memory_format=fmt)
+    target = (torch.rand(2, 1, p, p, p, generator=gen) > 0.9).float().to(device)
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        with autocast:
+            out = net(batch)
+        loss_fn(out.float(), target).backward()
+        optimiser.step()
+
+    train_s = timed(step, args.repeats, sync)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    torch.save(argmax, Path(args.tmp) / f"{config}.pt")
+    return {"forward_s": forward_s, "train_step_s": train_s, "sliding_window_s": sw_s, "peak_mib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cpu or cuda; default: both where available")
+    parser.add_argument("--patch", type=int, default=96)
+    parser.add_argument("--volume", type=int, nargs=3, default=(256, 256, 160))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--volume-file", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args)))
+        return
+
+    import tempfile
+
+    import torch
+
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": {}}
+    if torch.cuda.is_available():
+        results["cuda_device"] = torch.cuda.get_device_name()
+    with tempfile.TemporaryDirectory() as tmp:
+        volume_file = Path(tmp) / "volume.pt"
+        torch.save(torch.rand(1, 1, *args.volume, generator=torch.Generator().manual_seed(2)), volume_file)
+        for device in devices:
+            rows = {}
+            for config in CONFIGS:
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    config,
+                    "--device",
+                    device,
+                    "--patch",
+                    str(args.patch),
+                    "--repeats",
+                    str(args.repeats),
+                    "--volume-file",
+                    str(volume_file),
+                    "--tmp",
+                    tmp,
+                ]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                rows[config] = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"[{device}] {config}: {rows[config]}", file=sys.stderr, flush=True)
+                if config.startswith("attnunet"):
+                    ref = torch.load(Path(tmp) / "attnunet_fp32.pt")
+                    mine = torch.load(Path(tmp) / f"{config}.pt")
+                    rows[config]["argmax_agreement"] = float((mine == ref).float().mean())
+            results["rows"][device] = rows
+            print_table(device, rows, args)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def print_table(device: str, rows: dict, args: argparse.Namespace) -> None:
+    ref = rows["monai_fp32"]
+    p = args.patch
+    print(f"\n{device}: patch {p}^3, volume {'x'.join(map(str, args.volume))}, median of {args.repeats}")
+    print(
+        "| configuration | forward (s) | x | train step (s) | x | sliding window (s) | x | peak MiB | argmax agree |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in rows.items():
+        agree = r.get("argmax_agreement")
+        print(
+            f"| {name} | {r['forward_s']:.3f} | {ref['forward_s'] / r['forward_s']:.2f} | {r['train_step_s']:.2f} | "
+            f"{ref['train_step_s'] / r['train_step_s']:.2f} | {r['sliding_window_s']:.1f} | "
+            f"{ref['sliding_window_s'] / r['sliding_window_s']:.2f} | {r['peak_mib']:.0f} | "
+            f"{'-' if agree is None else f'{100 * agree:.2f}%'} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
