@@ -175,9 +175,7 @@ def print_table(device: str, rows: dict, args: argparse.Namespace) -> None:
     ref = rows["monai_fp32"]
     p = args.patch
     print(f"\n{device}: patch {p}^3, volume {'x'.join(map(str, args.volume))}, median of {args.repeats}")
-    print(
-        "| configuration | forward (s) | x | train step (s) | x | sliding window (s) | x | peak MiB | argmax agree |"
-    )
+    print("| configuration | forward (s) | x | train step (s) | x | sliding window (s) | x | peak MiB | argmax agree |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
         agree = r.get("argmax_agreement")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -90,3 +91,41 @@ def test_2d_model_trains_on_axial_slices(smoke_run, tmp_path: Path) -> None:
     mismatch = attnunet(["train", *args, "data.patch_size=[32,32,32]"], tmp_path, cache)
     assert mismatch.returncode == 1
     assert "model.spatial_dims=2 needs data.patch_size ending in 1" in mismatch.stderr
+
+
+def test_gated_bottleneck_trains_and_its_gate_is_in_tensorboard(smoke_run, tmp_path: Path) -> None:
+    _, _, cache = smoke_run
+    args = ["experiment=smoke", "model=attention_unet_gated", "model.channels=[4,8,16]", "model.bottleneck_heads=2"]
+    result = attnunet(["train", *args, "trainer.max_epochs=1"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = next((tmp_path / "outputs" / "train").iterdir())
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert any(t.endswith("/bottleneck") for t in events.Tags()["images"])
+    assert "attention_contrast/bottleneck" in events.Tags()["scalars"]
+
+
+def test_ablation_is_one_command_and_writes_a_report(smoke_run, tmp_path: Path) -> None:
+    _, _, cache = smoke_run
+    tiny = [
+        "data.num_cases=4",
+        "data.spacing=[4.0,4.0,4.0]",
+        "data.patch_size=[32,32,32]",
+        "data.val_fraction=0.25",
+        "data.num_workers=0",
+        "model.channels=[4,8,16]",
+        "model.bottleneck_heads=2",
+        "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=1",
+        "hydra.sweeper.params.seed=1",
+    ]
+    result = attnunet(["train", "experiment=ablation", *tiny], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = list((tmp_path / "outputs" / "ablation").iterdir())
+    report = (sweep / "report.md").read_text()
+    for variant in ("unet", "attention_unet", "attention_unet_gated"):
+        assert f"| {variant} | 1 |" in report
+    assert (sweep / "report.png").stat().st_size > 1000
+    runs = json.loads((sweep / "report.json").read_text())["runs"]
+    params = {r["variant"]: r["parameters"] for r in runs}
+    assert params["unet"] < params["attention_unet"] < params["attention_unet_gated"]

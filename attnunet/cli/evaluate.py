@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from attnunet.cli.common import config_dir, report_errors, tune_runtime
 from attnunet.cli.infer import predictor_from_config
-from attnunet.data.datalist import case_id, load_cases, split_cases
+from attnunet.data.datalist import case_id
 from attnunet.errors import AttnUNetError
+from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.evaluation.report import format_table, load_reference, score_pair, write_report
 from attnunet.inference.io import is_nifti
 
@@ -25,33 +26,8 @@ from attnunet.inference.io import is_nifti
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """Mode 1: predict every case of the chosen split with the infer code path, then score."""
     predictor = predictor_from_config(cfg)
-    labels = predictor.model.labels
     datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    if datamodule.labels != labels:
-        raise AttnUNetError(
-            f"checkpoint label map {labels} differs from the dataset's {datamodule.labels}", cfg.ckpt_path
-        )
-    cases = load_cases(datamodule.dataset_json)
-    if cfg.split != "all":
-        train, val = split_cases(cases, datamodule.val_fraction, datamodule.split_seed)
-        cases = {"train": train, "val": val}[cfg.split]
-    rows = []
-    for case in tqdm(cases, desc="cases", unit="case"):
-        ref_path = Path(case["label"])
-        ref = load_reference(ref_path, labels)
-        prediction = predictor(case["image"])
-        rows += score_pair(
-            case["case_id"],
-            prediction.labels,
-            Path(case["image"]),
-            ref,
-            ref_path,
-            labels,
-            nib.load(case["image"]).affine,
-            cfg.nsd_tolerance_mm,
-        )
-    return rows
+    return evaluate_on_split(predictor, datamodule, cfg.split, cfg.nsd_tolerance_mm, cfg.ckpt_path)
 
 
 def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ def predict_with_attention(
     net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowSpec
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Logits ``(B, K, *S)`` and, per gate, alpha ``(B, 1, *S)`` blended over windows."""
-    names: list[str] = list(net.gates.keys())
+    names = net.attention_names
 
     def window(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = net.forward_detailed(x)

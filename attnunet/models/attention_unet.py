@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnunet.models.attention_gate import AttentionGate
+from attnunet.models.gated_self_attention import GatedSelfAttention
 from attnunet.models.layers import conv_nd, conv_transpose_nd, interpolation_mode, norm_nd
+
+BOTTLENECK_ATTENTION = ("none", "gated", "plain")
 
 
 @dataclass
@@ -25,7 +28,8 @@ class NetOutput:
         logits: ``(B, num_classes, *S)`` on the input grid.
         aux_logits: deep-supervision logits, finest first; entry ``k`` has shape
             ``(B, num_classes, *S_k)`` on decoder level ``k + 1``'s grid (empty when off).
-        attention: gate name (``level<k>``) -> alpha ``(B, 1, *S_k)`` on level ``k``'s grid.
+        attention: gate name (``level<k>``) -> alpha ``(B, 1, *S_k)`` on level ``k``'s grid; with a
+            bottleneck block also ``bottleneck`` -> its forget gate averaged over channels.
     """
 
     logits: torch.Tensor
@@ -67,6 +71,11 @@ class AttentionUNet(nn.Module):
         norm: ``instance`` or ``batch``.
         dropout: channel dropout after every conv block (0 disables).
         deep_supervision: add 1x1 heads on every decoder level coarser than the output.
+        bottleneck_attention: ``none``; ``gated`` inserts a
+            :class:`~attnunet.models.gated_self_attention.GatedSelfAttention` (forget-gate
+            self-attention over the bottleneck voxels); ``plain`` the same block without the gate.
+        bottleneck_heads: attention heads of that block.
+        bottleneck_position: ``conv`` (depth-wise conv position encoding) or ``none``.
 
     Inputs of any spatial size are accepted: they are zero-padded to a multiple of the total
     stride and the outputs cropped back.
@@ -84,6 +93,9 @@ class AttentionUNet(nn.Module):
         norm: str = "instance",
         dropout: float = 0.0,
         deep_supervision: bool = False,
+        bottleneck_attention: str = "none",
+        bottleneck_heads: int = 4,
+        bottleneck_position: str = "conv",
     ) -> None:
         super().__init__()
         depth = len(channels) - 1
@@ -108,6 +120,22 @@ class AttentionUNet(nn.Module):
             self.pools.append(pool(kernel_size=self.strides[k - 1], stride=self.strides[k - 1]))
             self.encoder.append(ConvBlock(spatial_dims, channels[k - 1], channels[k], norm, dropout))
 
+        if bottleneck_attention not in BOTTLENECK_ATTENTION:
+            raise ValueError(
+                f"bottleneck_attention must be one of {BOTTLENECK_ATTENTION}, got {bottleneck_attention!r}"
+            )
+        self.bottleneck = (
+            None
+            if bottleneck_attention == "none"
+            else GatedSelfAttention(
+                spatial_dims,
+                channels[-1],
+                heads=bottleneck_heads,
+                gated=bottleneck_attention == "gated",
+                position=bottleneck_position,
+            )
+        )
+
         up = conv_transpose_nd(spatial_dims)
         self.upsamplers = nn.ModuleList()
         self.decoder = nn.ModuleList()
@@ -122,6 +150,12 @@ class AttentionUNet(nn.Module):
         self.aux_heads = nn.ModuleList(
             [conv(channels[k], num_classes, kernel_size=1) for k in range(1, depth)] if deep_supervision else []
         )
+
+    @property
+    def attention_names(self) -> list[str]:
+        """Keys of :attr:`NetOutput.attention`: gated levels, coarsest first, then ``bottleneck``."""
+        names = [f"level{k}" for k in reversed(self.gated_levels)]
+        return names + (["bottleneck"] if self.bottleneck is not None else [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, *S)`` -> logits ``(B, num_classes, *S)``."""
@@ -140,6 +174,8 @@ class AttentionUNet(nn.Module):
             skips.append(h)
 
         attention: dict[str, torch.Tensor] = {}
+        if self.bottleneck is not None:
+            skips[-1], attention["bottleneck"] = self.bottleneck(skips[-1])
         decoded: dict[int, torch.Tensor] = {}
         g = skips[-1]
         for k in reversed(range(len(self.decoder))):

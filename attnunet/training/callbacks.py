@@ -44,7 +44,7 @@ class AttentionMapLogger(pl.Callback):
             return
         tb = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         val_set = getattr(trainer.datamodule, "val_set", None)
-        if tb is None or val_set is None or not pl_module.net.gates:
+        if tb is None or val_set is None or not pl_module.net.attention_names:
             return
         contrasts: dict[str, list[float]] = {}
         step = trainer.global_step

@@ -1,0 +1,46 @@
+"""Run a predictor on a labelled split of a dataset and score every case (evaluate mode 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+from tqdm import tqdm
+
+from attnunet.data.datalist import load_cases, split_cases
+from attnunet.data.datamodule import SegmentationDataModule
+from attnunet.errors import AttnUNetError
+from attnunet.evaluation.report import load_reference, score_pair
+from attnunet.inference.predictor import Predictor
+
+
+def evaluate_on_split(
+    predictor: Predictor,
+    datamodule: SegmentationDataModule,
+    split: str,
+    tolerance_mm: float,
+    ckpt_path: str | Path = "checkpoint",
+) -> list[dict[str, Any]]:
+    """Metric rows for every case of ``split`` (``val``, ``train`` or ``all``), scored on each
+    case's own grid after the same inference as ``attnunet-infer``."""
+    labels = predictor.model.labels
+    datamodule.prepare_data()
+    if datamodule.labels != labels:
+        raise AttnUNetError(f"checkpoint label map {labels} differs from the dataset's {datamodule.labels}", ckpt_path)
+    cases = load_cases(datamodule.dataset_json)
+    if split != "all":
+        train, val = split_cases(cases, datamodule.val_fraction, datamodule.split_seed)
+        if split not in ("train", "val"):
+            raise AttnUNetError(f"split must be val, train or all, got {split!r}")
+        cases = train if split == "train" else val
+    rows: list[dict[str, Any]] = []
+    for case in tqdm(cases, desc="cases", unit="case"):
+        ref_path, image_path = Path(case["label"]), Path(case["image"])
+        reference = load_reference(ref_path, labels)
+        prediction = predictor(image_path)
+        affine = nib.load(image_path).affine
+        rows += score_pair(
+            case["case_id"], prediction.labels, image_path, reference, ref_path, labels, affine, tolerance_mm
+        )
+    return rows
