@@ -92,6 +92,7 @@ def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: P
         f"output_dir={out}",
         "save_attention=true",
         "save_probabilities=true",
+        "save_preview=true",
         "precision=fp32",
     ]
     result = run_cli("infer", args, tmp_path)
