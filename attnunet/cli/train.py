@@ -13,15 +13,20 @@ from omegaconf import DictConfig, OmegaConf
 from attnunet.cli.common import config_dir, log, report_errors, tune_runtime
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import count_parameters
+from attnunet.training.checkpoint_io import AtomicCheckpointIO
 from attnunet.training.module import SegmentationModule
 from attnunet.utils.hardware import resolve_channels_last, resolve_precision
 
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``last`` -> ``<run_dir>/checkpoints/last.ckpt``; a path must exist."""
+    """``last`` -> ``<run_dir>/checkpoints/last.ckpt`` (must exist); ``auto`` -> the same if it exists,
+    else a fresh start (for jobs that may be requeued); any other value is a path that must exist."""
     if ckpt_path is None:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path).expanduser()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == "auto":
+        return str(last) if last.is_file() else None
+    path = last if ckpt_path == "last" else Path(ckpt_path).expanduser()
     if not path.is_file():
         raise AttnUNetError("checkpoint to resume from does not exist", path)
     return str(path)
@@ -65,7 +70,9 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
     precision = resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision, plugins=[AtomicCheckpointIO()]
+    )
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg.ckpt_path, run_dir), weights_only=True)
     best = trainer.checkpoint_callback
     path = best.best_model_path if best is not None else ""

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from monai import transforms as mt
-from monai.data import CacheDataset, DataLoader, list_data_collate
+from monai.data import CacheDataset, DataLoader, DistributedSampler, list_data_collate
 
 from attnunet.data import synthetic
 from attnunet.data.datalist import label_names, load_cases, read_dataset_json, split_cases
@@ -122,7 +123,12 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup() first"
-        return DataLoader(self.val_set, batch_size=1, num_workers=0)
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each rank scores its own cases, none twice (Lightning's default sampler pads the last
+            # ranks with repeated cases, which would bias the aggregated Dice).
+            sampler = DistributedSampler(self.val_set, shuffle=False, even_divisible=False)
+        return DataLoader(self.val_set, batch_size=1, num_workers=0, sampler=sampler)
 
 
 class SyntheticDataModule(SegmentationDataModule):

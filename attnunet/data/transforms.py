@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
@@ -76,6 +77,41 @@ class BodyMask:
         return image > self.threshold_hu
 
 
+MAX_VOXELS = 2**31  # a 1290^3 volume; larger headers are almost surely corrupt, and would not fit anyway
+
+
+class InspectHeaderd(mt.MapTransform):
+    """Check NIfTI headers before any voxel is read: dimensionality, size, voxel sizes and affine.
+
+    Reading a corrupt header's data could allocate terabytes or divide by a zero voxel size; MONAI's
+    loader has no such guard. Files nibabel cannot parse at all are left to the loader (and its
+    error is reported with the file name).
+    """
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        for key in self.keys:
+            path = str(data[key])
+            if not path.endswith((".nii", ".nii.gz")):
+                continue
+            try:
+                img = nib.load(path)
+            except Exception as e:  # noqa: BLE001 - nibabel raises many types for broken files
+                raise AttnUNetError(f"unreadable NIfTI ({type(e).__name__})", path) from None
+            shape = tuple(int(n) for n in img.shape)
+            spatial = shape[:3] if len(shape) > 3 and all(n == 1 for n in shape[3:]) else shape
+            if len(spatial) != 3 or min(spatial) < 1:
+                raise AttnUNetError(f"expected a 3D volume, got shape {shape}", path)
+            if np.prod(spatial, dtype=np.float64) > MAX_VOXELS:
+                raise AttnUNetError(f"volume of shape {shape} is too large (more than {MAX_VOXELS} voxels)", path)
+            zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+            if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+                raise AttnUNetError(f"voxel sizes must be positive, got {zooms.tolist()}", path)
+            affine = np.asarray(img.affine, dtype=np.float64)
+            if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+                raise AttnUNetError("affine is not invertible", path)
+        return data
+
+
 class ValidateVolumed(mt.MapTransform):
     """Reject volumes the pipeline cannot use, naming the file: not 3D, NaN/Inf voxels, image and
     label on different grids, label values that are not integers in ``0..num_labels-1``.
@@ -124,7 +160,7 @@ def _affine(t: Any) -> np.ndarray:
 def preprocessing(
     spec: PreprocessingSpec, keys: Sequence[str] = (IMAGE, LABEL), num_labels: int | None = None
 ) -> list[mt.MapTransform]:
-    """Load -> validate -> channel first -> reorient -> resample -> crop to body -> HU window.
+    """Inspect header -> load -> validate -> channel first -> reorient -> resample -> crop to body -> HU window.
 
     ``keys`` must start with the image; every other key is treated as a label map (nearest
     neighbour resampling, values checked against ``num_labels``). Output: ``image`` float32
@@ -134,6 +170,7 @@ def preprocessing(
     keys = list(keys)
     modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
     steps: list[mt.MapTransform] = [
+        InspectHeaderd(keys),
         mt.LoadImaged(keys, image_only=True),
         ValidateVolumed(keys, num_labels),
         mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),

@@ -72,12 +72,15 @@ class Predictor:
         foreground = list(range(1, len(model.labels)))
         self.keep_largest = mt.KeepLargestConnectedComponent(applied_labels=foreground, independent=True)
 
-    def __call__(self, image_path: str | Path) -> Prediction:
+    def preprocess(self, image_path: str | Path) -> MetaTensor:
+        """The checkpoint's preprocessing: ``(1, X, Y, Z)`` network input carrying its inverse."""
         try:
-            data = self.pre({IMAGE: str(image_path)})
+            return self.pre({IMAGE: str(image_path)})[IMAGE]
         except Exception as e:  # noqa: BLE001 - loaders raise many types; report one clean line
             raise as_user_error(e, image_path, "unreadable or unusable image") from None
-        image: MetaTensor = data[IMAGE]
+
+    def __call__(self, image_path: str | Path) -> Prediction:
+        image = self.preprocess(image_path)
         x = image.as_tensor()[None].to(self.device)
         with torch.inference_mode(), self._autocast():
             probs, maps = self._probabilities(x)

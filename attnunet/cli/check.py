@@ -1,0 +1,43 @@
+"""``attnunet-check``: verify a dataset and write its fingerprint with suggested settings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from attnunet.cli.common import config_dir, report_errors
+from attnunet.data.datalist import load_cases
+from attnunet.data.fingerprint import fingerprint_cases, report, suggest, write_override
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="check")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    cases = load_cases(datamodule.dataset_json)
+    fp = fingerprint_cases(cases, num_labels=len(datamodule.labels))
+    stats = report(fp)
+    if fp.spacings:
+        stats["suggested"] = suggest(fp)
+        write_override(stats["suggested"], run_dir / "experiment" / "fingerprint.yaml")
+    (run_dir / "fingerprint.yaml").write_text(yaml.safe_dump(stats, sort_keys=False))
+    print(yaml.safe_dump(stats, sort_keys=False))
+    print(f"fingerprint: {run_dir / 'fingerprint.yaml'}")
+    if fp.spacings:
+        print(f"use it: attnunet-train --config-dir {run_dir} experiment=fingerprint ...")
+    if fp.problems:
+        for case, problem in fp.problems.items():
+            print(f"problem: {case}: {problem}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

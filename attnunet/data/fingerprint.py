@@ -1,0 +1,121 @@
+"""Dataset check and fingerprint: integrity of every pair, statistics, suggested settings.
+
+Rules for the suggestions (simple, after nnU-Net's planning heuristics):
+
+- target spacing: the median voxel size per axis; when the thickest axis is more than 3x the finest,
+  its 10th percentile instead (so very thick slices do not dictate the grid);
+- HU window: the 0.5th and 99.5th percentiles of foreground (label > 0) intensities;
+- patch size: the median body-cropped shape at the target spacing, each side rounded down to a
+  multiple of 16 (the network's total stride), between 32 and 160, and shrunk isotropically
+  until the patch has at most 96^3 voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai import transforms as mt
+
+from attnunet.data.datalist import Case
+from attnunet.data.transforms import IMAGE, LABEL, BodyMask, InspectHeaderd, ValidateVolumed
+from attnunet.errors import as_user_error
+
+MAX_PATCH_VOXELS = 96**3
+FOREGROUND_SAMPLES = 100_000
+
+
+@dataclass
+class Fingerprint:
+    """Per-case statistics and the problems found."""
+
+    spacings: list[list[float]] = field(default_factory=list)
+    shapes: list[list[int]] = field(default_factory=list)
+    body_extents_mm: list[list[float]] = field(default_factory=list)
+    foreground_hu: list[np.ndarray] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def fingerprint_cases(cases: list[Case], num_labels: int, seed: int = 0) -> Fingerprint:
+    """Load every pair through the same checks as training; collect statistics of the good ones."""
+    load = mt.Compose(
+        [
+            InspectHeaderd([IMAGE, LABEL]),
+            mt.LoadImaged([IMAGE, LABEL], image_only=True),
+            ValidateVolumed([IMAGE, LABEL], num_labels),
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    fp = Fingerprint()
+    for case in cases:
+        try:
+            data = load({IMAGE: case[IMAGE], LABEL: case[LABEL]})
+        except Exception as e:  # noqa: BLE001 - every problem is reported, the check goes on
+            fp.problems[case.get("case_id", case[IMAGE])] = str(as_user_error(e, case[IMAGE], "unreadable"))
+            continue
+        image, label = np.asarray(data[IMAGE]), np.asarray(data[LABEL])
+        spacing = np.linalg.norm(np.asarray(data[IMAGE].affine)[:3, :3], axis=0)
+        body = np.argwhere(BodyMask(-500.0)(image))
+        extent = (body.max(0) - body.min(0) + 1) * spacing if len(body) else np.array(image.shape) * spacing
+        values = image[label > 0]
+        if len(values) > FOREGROUND_SAMPLES:
+            values = rng.choice(values, FOREGROUND_SAMPLES, replace=False)
+        fp.spacings.append(spacing.round(4).tolist())
+        fp.shapes.append(list(image.shape))
+        fp.body_extents_mm.append(extent.round(1).tolist())
+        fp.foreground_hu.append(values.astype(np.float32))
+    return fp
+
+
+def suggest(fp: Fingerprint) -> dict[str, Any]:
+    """Target spacing, HU window and patch size by the rules in the module docstring."""
+    spacings = np.array(fp.spacings)
+    target = np.median(spacings, 0)
+    thick = int(np.argmax(target))
+    if target[thick] > 3 * target.min():
+        target[thick] = np.percentile(spacings[:, thick], 10)
+    foreground = np.concatenate(fp.foreground_hu) if fp.foreground_hu else np.zeros(1)
+    window = np.percentile(foreground, [0.5, 99.5])
+    shape = np.median(np.array(fp.body_extents_mm), 0) / target
+    patch = np.clip((shape // 16) * 16, 32, 160)
+    while np.prod(patch) > MAX_PATCH_VOXELS and patch.max() > 32:
+        patch[np.argmax(patch)] -= 16
+    return {
+        "spacing": [round(float(s), 3) for s in target],
+        "intensity_window": [round(float(window[0]), 1), round(float(window[1]), 1)],
+        "patch_size": [int(p) for p in patch],
+    }
+
+
+def report(fp: Fingerprint) -> dict[str, Any]:
+    """Statistics as plain data (for ``fingerprint.yaml``)."""
+    spacings, shapes = np.array(fp.spacings), np.array(fp.shapes)
+    foreground = np.concatenate(fp.foreground_hu) if fp.foreground_hu else np.zeros(1)
+    pct = [0.5, 5, 50, 95, 99.5]
+    return {
+        "cases_ok": len(fp.spacings),
+        "cases_with_problems": len(fp.problems),
+        "problems": dict(fp.problems),
+        "spacing_mm": {
+            k: np.round(f(spacings, 0), 3).tolist()
+            for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
+        },
+        "shape": {
+            k: f(shapes, 0).astype(int).tolist() for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
+        },
+        "foreground_hu_percentiles": {str(p): round(float(v), 1) for p, v in zip(pct, np.percentile(foreground, pct))},
+    }
+
+
+def write_override(suggestion: dict[str, Any], path: Path) -> None:
+    """A Hydra experiment file: ``attnunet-train --config-dir <dir> experiment=fingerprint``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# @package _global_",
+        "# Suggested by attnunet check (see attnunet/data/fingerprint.py for the rules).",
+        "data:",
+    ]
+    lines += [f"  {key}: {value}" for key, value in suggestion.items()]
+    path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,178 @@
+"""The bad-input catalogue: each gives one clean line naming the file, never a traceback or output."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from attnunet.data.datalist import load_cases
+from attnunet.errors import AttnUNetError
+from attnunet.inference.checkpoint import load_checkpoint
+from attnunet.inference.predictor import Predictor
+from tests.test_inference import make_checkpoint
+
+GOOD = np.random.default_rng(0).normal(0, 100, (24, 20, 16)).astype(np.int16)
+
+
+def nifti_bytes(array: np.ndarray, affine: np.ndarray | None = None) -> bytes:
+    img = nib.Nifti1Image(array, np.diag([1.5, 1.5, 3.0, 1]) if affine is None else affine)
+    return gzip.compress(img.to_bytes())
+
+
+def make(kind: str, path: Path) -> Path:
+    if kind == "empty file":
+        path.write_bytes(b"")
+    elif kind == "truncated gzip":
+        path.write_bytes(nifti_bytes(GOOD)[:300])
+    elif kind == "png renamed":
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    elif kind == "4D volume":
+        path.write_bytes(nifti_bytes(np.zeros((8, 8, 8, 3), np.int16)))
+    elif kind == "2D volume":
+        path.write_bytes(nifti_bytes(np.zeros((32, 32), np.int16)))
+    elif kind == "NaN voxels":
+        data = GOOD.astype(np.float32)
+        data[3, 4, 5] = np.nan
+        path.write_bytes(nifti_bytes(data))
+    elif kind == "Inf voxels":
+        data = GOOD.astype(np.float32)
+        data[0, 0, 0] = np.inf
+        path.write_bytes(nifti_bytes(data))
+    elif kind == "zero voxel size":
+        img = nib.Nifti1Image(GOOD, np.diag([1.5, 1.5, 3.0, 1]))
+        img.header["pixdim"][3] = 0.0
+        img.set_sform(None, code=0)
+        img.set_qform(None, code=0)
+        path.write_bytes(gzip.compress(img.to_bytes()))
+    elif kind == "non-invertible affine":
+        path.write_bytes(nifti_bytes(GOOD, np.diag([1.5, 0.0, 3.0, 1])))
+    elif kind == "too large for memory":
+        img = nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4))
+        img.header.set_data_shape((5000, 5000, 5000))
+        path.write_bytes(gzip.compress(img.header.binaryblock + b"\x00" * 4 + bytes(64)))
+    return path
+
+
+INFER_CASES = {
+    "empty file": "unreadable",
+    "truncated gzip": "",
+    "png renamed": "unreadable",
+    "4D volume": "expected a 3D volume",
+    "2D volume": "expected a 3D volume",
+    "NaN voxels": "NaN or infinite",
+    "Inf voxels": "NaN or infinite",
+    "zero voxel size": "voxel sizes must be positive",
+    "non-invertible affine": "affine is not invertible",
+    "too large for memory": "too large",
+}
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+    ckpt = make_checkpoint(tmp_path_factory.mktemp("c") / "m.ckpt", {0: "background", 1: "pancreas"})
+    return Predictor(load_checkpoint(ckpt))
+
+
+@pytest.mark.parametrize("kind", sorted(INFER_CASES))
+def test_bad_image_gives_one_clean_line(kind: str, predictor: Predictor, tmp_path: Path) -> None:
+    path = make(kind, tmp_path / "case.nii.gz")
+    with pytest.raises(AttnUNetError) as info:
+        predictor.preprocess(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert INFER_CASES[kind] in message
+
+
+def test_good_image_passes(predictor: Predictor, tmp_path: Path) -> None:
+    path = tmp_path / "ok.nii.gz"
+    path.write_bytes(nifti_bytes(GOOD))
+    assert predictor.preprocess(path).shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"labels": {"0": "background", "1": "pancreas"}, "training": []}', "no cases"),
+        ('{"labels": {"0": "bg", "2": "x"}, "training": [{"image": "a", "label": "b"}]}', "labels must be 0..K-1"),
+        ('{"training": [{"image": "a.nii.gz", "label": "b.nii.gz"}]}', "'labels' map"),
+        (
+            '{"labels": {"0": "bg", "1": "p"}, "training": [{"image": "./missing.nii.gz", "label": "./x.nii.gz"}]}',
+            "does not exist",
+        ),
+    ],
+)
+def test_bad_dataset_json(tmp_path: Path, content: str, problem: str) -> None:
+    path = tmp_path / "dataset.json"
+    path.write_text(content)
+    with pytest.raises(AttnUNetError, match=problem):
+        from attnunet.data.datalist import label_names, read_dataset_json
+
+        label_names(read_dataset_json(path), path)
+        load_cases(path)
+
+
+def test_train_on_bad_labels_stops_with_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    training = []
+    for i in range(3):
+        (root / "imagesTr" / f"c{i}.nii.gz").write_bytes(nifti_bytes(GOOD))
+        label = np.zeros(GOOD.shape, np.uint8)
+        label[5:10, 5:10, 5:8] = 7 if i == 2 else 1  # a stray value in the third case
+        (root / "labelsTr" / f"c{i}.nii.gz").write_bytes(nifti_bytes(label))
+        training.append({"image": f"./imagesTr/c{i}.nii.gz", "label": f"./labelsTr/c{i}.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps({"labels": {"0": "bg", "1": "organ"}, "training": training}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attnunet",
+            "train",
+            "experiment=smoke",
+            "data=nifti_folder",
+            f"data.root={root}",
+            "data.val_fraction=0.34",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "c2.nii.gz" in last and "outside the label map" in last
+    assert "Traceback" not in result.stderr
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_nifti_bytes_only_ever_give_our_error(predictor: Predictor, tmp_path_factory, data) -> None:
+    """Random header/byte mutations of a valid file: either it still loads, or our clean error."""
+    raw = bytearray(nifti_bytes(GOOD) if data.draw(st.booleans()) else nib.Nifti1Image(GOOD, np.eye(4)).to_bytes())
+    for _ in range(data.draw(st.integers(1, 8))):
+        where = data.draw(st.integers(0, min(len(raw) - 1, 400)))  # mostly the header
+        raw[where] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    suffix = ".nii.gz" if raw[:2] == b"\x1f\x8b" else ".nii"
+    path = tmp_path_factory.mktemp("fuzz") / f"case{suffix}"
+    path.write_bytes(bytes(raw))
+    try:
+        out = predictor.preprocess(path)
+    except AttnUNetError as e:
+        assert str(e).startswith(f"{path}: ") and "\n" not in str(e)
+    else:
+        assert out.ndim == 4

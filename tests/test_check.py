@@ -1,0 +1,71 @@
+"""attnunet-check finds planted problems and suggests settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import yaml
+
+from attnunet.data.datalist import load_cases
+from attnunet.data.fingerprint import fingerprint_cases, suggest
+
+
+def test_fingerprint_suggestions_follow_the_rules(tiny_dataset: Path) -> None:
+    fp = fingerprint_cases(load_cases(tiny_dataset / "dataset.json"), num_labels=3)
+    assert not fp.problems and len(fp.spacings) == 4
+    s = suggest(fp)
+    median = np.median(np.array(fp.spacings), 0)
+    assert s["spacing"] == [round(float(v), 3) for v in median]  # ratio < 3 here: plain median
+    lo, hi = s["intensity_window"]
+    assert -200 < lo < 60 < hi < 300  # pancreas-like soft tissue
+    assert all(p % 16 == 0 and 32 <= p <= 160 for p in s["patch_size"])
+    assert np.prod(s["patch_size"]) <= 96**3
+
+
+def test_check_reports_planted_problems(tiny_dataset: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, root)
+    meta = json.loads((root / "dataset.json").read_text())
+    paths = [(root / c["image"], root / c["label"]) for c in meta["training"]]
+
+    img = nib.load(paths[0][1])  # label with a shifted affine
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine + np.diag([0, 0, 0.5, 0])), paths[0][1])
+    img = nib.load(paths[1][1])  # stray label value
+    data = np.asanyarray(img.dataobj).copy()
+    data[0, 0, 0] = 9
+    nib.save(nib.Nifti1Image(data, img.affine), paths[1][1])
+    img = nib.load(paths[2][0])  # NaN in the image
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    data[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), paths[2][0])
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "attnunet",
+            "check",
+            "data=nifti_folder",
+            f"data.root={root}",
+            f"run_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 3
+    joined = "\n".join(problems)
+    assert "label affine differs" in joined and "outside the label map" in joined and "NaN" in joined
+    stats = yaml.safe_load((tmp_path / "out" / "fingerprint.yaml").read_text())
+    assert stats["cases_ok"] == 1 and stats["cases_with_problems"] == 3
+    override = (tmp_path / "out" / "experiment" / "fingerprint.yaml").read_text()
+    assert override.startswith("# @package _global_") and "spacing:" in override
