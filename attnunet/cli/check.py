@@ -20,6 +20,7 @@ from attnunet.data.fingerprint import fingerprint_cases, report, suggest, write_
 @report_errors
 def main(cfg: DictConfig) -> None:
     run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+    cfg.run_dir = str(run_dir)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     cases = load_cases(datamodule.dataset_json)

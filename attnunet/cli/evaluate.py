@@ -81,6 +81,7 @@ def _labels_found(*images: nib.Nifti1Image) -> dict[int, str]:
 def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
     run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+    cfg.run_dir = str(run_dir)
     if cfg.ckpt_path:
         rows = evaluate_checkpoint(cfg)
     elif cfg.pred_dir and cfg.label_dir:

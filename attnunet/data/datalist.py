@@ -82,3 +82,22 @@ def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list
     val = [cases[i] for i in sorted(order[:n_val])]
     train = [cases[i] for i in sorted(order[n_val:])]
     return train, val
+
+
+def kfold_splits(cases: list[Case], folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """Deterministic k-fold cross-validation: ``[{"train": [case ids], "val": [case ids]}, ...]``."""
+    if not 2 <= folds <= len(cases):
+        raise AttnUNetError(f"folds must lie in 2..{len(cases)} (the number of cases), got {folds}")
+    ids = [c["case_id"] for c in cases]
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    parts = [sorted(order[k::folds]) for k in range(folds)]
+    return [{"train": sorted(set(ids) - set(part)), "val": part} for part in parts]
+
+
+def apply_split(cases: list[Case], split: dict[str, list[str]], source: str | Path) -> tuple[list[Case], list[Case]]:
+    """Cases of a ``{"train": [...], "val": [...]}`` split; every listed id must exist."""
+    by_id = {c["case_id"]: c for c in cases}
+    missing = sorted(set(split["train"]) | set(split["val"]) - set(by_id))
+    if missing:
+        raise AttnUNetError(f"split lists unknown cases {missing[:5]}", source)
+    return [by_id[i] for i in split["train"]], [by_id[i] for i in split["val"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +14,17 @@ from monai import transforms as mt
 from monai.data import CacheDataset, DataLoader, DistributedSampler, list_data_collate
 
 from attnunet.data import synthetic
-from attnunet.data.datalist import label_names, load_cases, read_dataset_json, split_cases
+from attnunet.data.datalist import (
+    Case,
+    apply_split,
+    kfold_splits,
+    label_names,
+    load_cases,
+    read_dataset_json,
+    split_cases,
+)
 from attnunet.data.transforms import AugmentationSpec, PreprocessingSpec, preprocessing, training_sampling
+from attnunet.errors import AttnUNetError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +42,9 @@ class SegmentationDataModule(pl.LightningDataModule):
             ``(batch_size * samples_per_volume, 1, *patch_size)``.
         positive_fraction: share of patches centred on foreground.
         val_fraction, split_seed: deterministic train/validation split.
+        folds, fold: with ``folds`` set, k-fold cross-validation; ``fold`` picks the validation part.
+        splits_file: JSON file of the folds (``[{"train": [ids], "val": [ids]}, ...]``): read when it
+            exists (so a resumed or repeated run sees the same split), written otherwise.
         cache: keep preprocessed volumes in memory (``cache_rate`` share of them).
         num_workers: loader worker processes for training.
         augmentation: fields of :class:`~attnunet.data.transforms.AugmentationSpec`.
@@ -53,6 +66,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         positive_fraction: float = 0.67,
         val_fraction: float = 0.2,
         split_seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
+        splits_file: str | None = None,
         cache: bool = True,
         cache_rate: float = 1.0,
         num_workers: int = 1,
@@ -76,6 +92,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.positive_fraction = positive_fraction
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        self.folds = folds
+        self.fold = fold
+        self.splits_file = Path(splits_file) if splits_file else None
         self.cache_rate = cache_rate if cache else 0.0
         self.num_workers = num_workers
         self.augmentation = AugmentationSpec(**(augmentation or {}))
@@ -97,8 +116,7 @@ class SegmentationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        cases = load_cases(self.dataset_json)
-        train, val = split_cases(cases, self.val_fraction, self.split_seed)
+        train, val = self.split()
         log.info("%d training and %d validation cases from %s", len(train), len(val), self.dataset_json)
         base = preprocessing(self.spec, num_labels=len(self.labels))
         sampling = training_sampling(
@@ -109,6 +127,23 @@ class SegmentationDataModule(pl.LightningDataModule):
             train, mt.Compose(base + sampling), cache_rate=self.cache_rate, num_workers=workers
         )
         self.val_set = CacheDataset(val, mt.Compose(base), cache_rate=self.cache_rate, num_workers=workers)
+
+    def split(self) -> tuple[list[Case], list[Case]]:
+        """Training and validation cases: from ``splits_file``, k folds, or ``val_fraction``."""
+        cases = load_cases(self.dataset_json)
+        if self.splits_file is not None and self.splits_file.is_file():
+            folds = json.loads(self.splits_file.read_text())
+        elif self.folds:
+            folds = kfold_splits(cases, self.folds, self.split_seed)
+        else:
+            train, val = split_cases(cases, self.val_fraction, self.split_seed)
+            folds = [{"train": [c["case_id"] for c in train], "val": [c["case_id"] for c in val]}]
+        if not 0 <= self.fold < len(folds):
+            raise AttnUNetError(f"fold {self.fold} does not exist; there are {len(folds)}", self.splits_file)
+        if self.splits_file is not None and not self.splits_file.is_file():
+            self.splits_file.parent.mkdir(parents=True, exist_ok=True)
+            self.splits_file.write_text(json.dumps(folds, indent=1))
+        return apply_split(cases, folds[self.fold], self.splits_file or self.dataset_json)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"

@@ -31,6 +31,7 @@ REPORTED = ("dice", "recall", "precision", "hd95_mm")
 def score_run(job_dir: Path, split: str, tolerance_mm: float) -> dict[str, Any]:
     """Variant, seed, parameters, seconds per epoch and mean foreground metrics of one job."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+    cfg.run_dir = str(job_dir)  # filled at run time in training; its splits.json gives the same split
     choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
     model = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
     rows = evaluate_on_split(Predictor(model, PredictorSettings()), instantiate(cfg.data), split, tolerance_mm, job_dir)

@@ -8,7 +8,7 @@ from typing import Any
 import nibabel as nib
 from tqdm import tqdm
 
-from attnunet.data.datalist import load_cases, split_cases
+from attnunet.data.datalist import load_cases
 from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.report import load_reference, score_pair
@@ -28,11 +28,12 @@ def evaluate_on_split(
     datamodule.prepare_data()
     if datamodule.labels != labels:
         raise AttnUNetError(f"checkpoint label map {labels} differs from the dataset's {datamodule.labels}", ckpt_path)
-    cases = load_cases(datamodule.dataset_json)
-    if split != "all":
-        train, val = split_cases(cases, datamodule.val_fraction, datamodule.split_seed)
-        if split not in ("train", "val"):
-            raise AttnUNetError(f"split must be val, train or all, got {split!r}")
+    if split not in ("train", "val", "all"):
+        raise AttnUNetError(f"split must be val, train or all, got {split!r}")
+    if split == "all":
+        cases = load_cases(datamodule.dataset_json)
+    else:
+        train, val = datamodule.split()  # the training run's split (data.splits_file / folds / fraction)
         cases = train if split == "train" else val
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="cases", unit="case"):
