@@ -43,4 +43,4 @@ def label_overlay(ct: torch.Tensor, labels: torch.Tensor, fill: float = 0.35) ->
 
 def to_display(slice_2d: torch.Tensor) -> torch.Tensor:
     """RAS ``(X, Y)`` axial slice -> ``(H, W)`` in radiological view (anterior up, patient right on the left)."""
-    return torch.flip(slice_2d.transpose(0, 1), dims=(0,))
+    return torch.flip(slice_2d.transpose(0, 1), dims=(0, 1))
