@@ -17,8 +17,10 @@ from PIL import Image
 
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
+from attnunet.inference.io import find_inputs
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.training.module import SegmentationModule
+from tests.dicom import write_series
 
 DATA = Path(__file__).parent / "data"
 CT = DATA / "abdomen_ct.nii.gz"
@@ -214,3 +216,63 @@ def test_evaluate_prediction_folder_against_labels(tmp_path: Path) -> None:
     assert organ["dice"]["mean"] == pytest.approx(2 / 3)
     assert organ["recall"]["mean"] == pytest.approx(0.5) and organ["precision"]["mean"] == pytest.approx(1.0)
     assert organ["ref_ml"]["mean"] == pytest.approx(600 * 0.8 * 0.8 * 2.5 / 1000)
+
+
+def test_dicom_series_gives_the_same_mask_as_the_nifti(checkpoint: Path, tmp_path: Path) -> None:
+    series = write_series(CT, tmp_path / "in" / "patient1" / "series1")
+    out = tmp_path / "out"
+    result = run_cli(
+        "infer",
+        [f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", f"output_dir={out}", "precision=fp32"],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    seg = nib.load(out / "patient1_series1_seg.nii.gz")
+    ref = Predictor(load_checkpoint(checkpoint), PredictorSettings(precision="fp32"))(CT)
+    np.testing.assert_allclose(seg.affine, nib.load(CT).affine, atol=1e-3)
+    assert seg.shape == ref.labels.shape
+    assert (np.asanyarray(seg.dataobj) == ref.labels).mean() > 0.999
+    assert series.is_dir() and len(list(series.iterdir())) == 112  # input untouched
+
+
+def test_mixed_dicom_series_and_empty_folders_are_refused(checkpoint: Path, tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed"
+    write_series(CT, mixed)
+    small = nib.Nifti1Image(np.zeros((8, 8, 3), np.int16), np.eye(4))
+    nib.save(small, tmp_path / "small.nii.gz")
+    write_series(tmp_path / "small.nii.gz", tmp_path / "other")
+    for f in (tmp_path / "other").iterdir():
+        f.rename(mixed / f"other_{f.name}")
+    with pytest.raises(AttnUNetError, match="mixes 2 DICOM series"):
+        Predictor(load_checkpoint(checkpoint)).preprocess(mixed)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AttnUNetError, match="no DICOM series"):
+        find_inputs(tmp_path / "empty")
+
+
+def test_sharded_inference_equals_one_process(checkpoint: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for code in ("RAS", "LPS", "SRA"):
+        stored_as(CT, code, inputs / f"ct_{code}.nii.gz")
+    common = [f"ckpt_path={checkpoint}", f"input={inputs}", "precision=fp32"]
+    for rank in range(2):  # as two torchrun workers would (environment variables RANK/WORLD_SIZE)
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2"}
+        result = subprocess.run(
+            [sys.executable, "-m", "attnunet", "infer", *common, f"output_dir={tmp_path / 'sharded'}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"{2 - rank} done" in result.stdout  # rank 0: cases 0 and 2, rank 1: case 1
+    single = run_cli("infer", [*common, f"output_dir={tmp_path / 'single'}"], tmp_path)
+    assert single.returncode == 0
+    names = sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "sharded").iterdir()) and len(names) == 3
+    for name in names:
+        a = np.asanyarray(nib.load(tmp_path / "single" / name).dataobj)
+        b = np.asanyarray(nib.load(tmp_path / "sharded" / name).dataobj)
+        assert np.array_equal(a, b)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
+import torch
 from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir, report_errors, tune_runtime
+from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs
 from attnunet.inference.predictor import Predictor, PredictorSettings
@@ -17,8 +20,11 @@ from attnunet.inference.runner import predict_cases
 def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor:
     """The checkpoint plus the run-time settings shared by infer and evaluate."""
     model = load_checkpoint(cfg.ckpt_path)
+    device = cfg.device
+    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"  # one GPU per rank
     settings = PredictorSettings(
-        device=cfg.device,
+        device=device,
         precision=cfg.precision,
         overlap=cfg.overlap,
         sw_batch_size=cfg.sw_batch_size,
@@ -29,11 +35,26 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
     return Predictor(model, settings)
 
 
+def my_share(cases: list, cfg: DictConfig) -> list:
+    """Distributed inference: under torchrun (or with ``shard=i/n``) rank i takes every n-th case.
+
+    Outputs are per case, so ranks never write the same file and the union equals a one-process run.
+    """
+    shard = cfg.get("shard")
+    if shard:
+        rank, world = (int(v) for v in str(shard).split("/"))
+    else:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if not 0 <= rank < world:
+        raise AttnUNetError(f"shard must be i/n with 0 <= i < n, got {rank}/{world}")
+    return cases[rank::world]
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="infer")
 @report_errors
 def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
-    cases = find_inputs(cfg.input)
+    cases = my_share(find_inputs(cfg.input), cfg)
     predictor = predictor_from_config(cfg, attention=cfg.save_attention or cfg.save_preview)
     report = predict_cases(
         predictor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -91,6 +92,9 @@ class InspectHeaderd(mt.MapTransform):
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         for key in self.keys:
             path = str(data[key])
+            if Path(path).is_dir():
+                check_dicom_series(Path(path))
+                continue
             if not path.endswith((".nii", ".nii.gz")):
                 continue
             try:
@@ -110,6 +114,25 @@ class InspectHeaderd(mt.MapTransform):
             if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
                 raise AttnUNetError("affine is not invertible", path)
         return data
+
+
+def check_dicom_series(folder: Path) -> None:
+    """A DICOM input folder must hold exactly one series (MONAI's reader would silently stack several)."""
+    import pydicom
+
+    series: set[str] = set()
+    for f in folder.iterdir():
+        if not f.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        except Exception:  # noqa: BLE001, S112 - non-DICOM files (DICOMDIR indexes, notes) are ignored
+            continue
+        series.add(str(getattr(ds, "SeriesInstanceUID", "")))
+    if not series:
+        raise AttnUNetError("folder holds no DICOM files", folder)
+    if len(series) > 1:
+        raise AttnUNetError(f"folder mixes {len(series)} DICOM series; give one series per folder", folder)
 
 
 class ValidateVolumed(mt.MapTransform):

@@ -19,23 +19,44 @@ def is_nifti(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
 
+def is_dicom_file(path: Path) -> bool:
+    """DICOM Part 10 file: 128-byte preamble then ``DICM``."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def dicom_series_dirs(folder: Path) -> list[Path]:
+    """Folders (``folder`` itself or below it) that directly hold DICOM files."""
+    found = []
+    for directory in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir())]):
+        if any(is_dicom_file(f) for f in directory.iterdir() if f.is_file()):
+            found.append(directory)
+    return found
+
+
 def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
-    """``(case, image path)`` for a NIfTI file, a folder of NIfTI files or an MSD ``dataset.json``
-    (its ``test`` list). Case names must be unique."""
+    """``(case, image path)`` for a NIfTI file, a folder of NIfTI files, a DICOM series folder (or a
+    folder of series folders, one case each), or an MSD ``dataset.json`` (its ``test`` list).
+    Case names must be unique."""
     path = Path(input_path).expanduser()
     if not path.exists():
         raise AttnUNetError("input does not exist", path)
     if path.is_file() and path.suffix == ".json":
-        files = [Path(c["image"]) for c in load_cases(path, key="test", require_label=False)]
+        cases = [(case_id(c["image"]), Path(c["image"])) for c in load_cases(path, key="test", require_label=False)]
     elif path.is_file():
         if not is_nifti(path):
-            raise AttnUNetError("input must be .nii/.nii.gz, a folder of them or a dataset.json", path)
-        files = [path]
+            raise AttnUNetError("input must be .nii/.nii.gz, a DICOM folder, a folder of them or a dataset.json", path)
+        cases = [(case_id(path), path)]
     else:
         files = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
-        if not files:
-            raise AttnUNetError("folder holds no .nii/.nii.gz files", path)
-    cases = [(case_id(f), f) for f in files]
+        series = [] if files else dicom_series_dirs(path)
+        if not files and not series:
+            raise AttnUNetError("folder holds no .nii/.nii.gz files and no DICOM series", path)
+        cases = [(case_id(f), f) for f in files]
+        cases += [(path.name if s == path else "_".join(s.relative_to(path).parts), s) for s in series]
     names = [c for c, _ in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

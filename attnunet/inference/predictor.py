@@ -49,6 +49,7 @@ class Prediction:
 
     labels: np.ndarray  # uint8
     probabilities: np.ndarray  # float32 (K, X, Y, Z)
+    input_affine: np.ndarray  # 4x4 RAS affine of the input grid (as read: NIfTI or DICOM series)
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # float32 (X, Y, Z) per gate
 
 
@@ -92,6 +93,7 @@ class Predictor:
         return Prediction(
             labels=labels[0].numpy().astype(np.uint8),
             probabilities=back.numpy().astype(np.float32),
+            input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             attention={k: v.astype(np.float32) for k, v in attention.items()},
         )
 

@@ -13,16 +13,18 @@ from attnunet.inference.predictor import Prediction
 from attnunet.utils import overlays
 
 
-def render_preview(image: nib.Nifti1Image, prediction: Prediction, window: tuple[float, float]) -> np.ndarray:
+def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[float, float]) -> np.ndarray:
     """RGB ``(H, W * (2 + gates), 3)`` uint8: CT | CT + predicted labels | CT + alpha per gate, on the
-    axial slice through the predicted foreground centroid (the middle slice when nothing was found)."""
-    to_ras = nib.orientations.ornt_transform(nib.io_orientation(image.affine), nib.orientations.axcodes2ornt("RAS"))
+    axial slice through the predicted foreground centroid (the middle slice when nothing was found).
+    ``ct_hu`` is the input volume on the prediction's grid."""
+    ras_codes = nib.orientations.axcodes2ornt("RAS")
+    to_ras = nib.orientations.ornt_transform(nib.io_orientation(prediction.input_affine), ras_codes)
 
     def ras(volume: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(nib.orientations.apply_orientation(volume, to_ras)))
 
     lo, hi = window
-    ct = (ras(np.asanyarray(image.dataobj).astype(np.float32)) - lo) / (hi - lo)
+    ct = (ras(ct_hu.astype(np.float32)) - lo) / (hi - lo)
     labels = ras(prediction.labels)
     fg = torch.nonzero(labels > 0)
     z = int(fg[:, 2].float().mean().round()) if len(fg) else labels.shape[2] // 2

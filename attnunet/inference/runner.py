@@ -8,10 +8,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from monai.transforms import LoadImage
 from tqdm import tqdm
 
 from attnunet.errors import as_user_error
-from attnunet.inference.io import prepare_output_dir, save_like
+from attnunet.inference.io import is_nifti, prepare_output_dir, save_like
 from attnunet.inference.predictor import Prediction, Predictor
 from attnunet.inference.preview import render_preview, save_png
 
@@ -54,10 +55,15 @@ def predict_cases(
         start = time.perf_counter()
         try:
             prediction = predictor(path)
-            reference = nib.load(path)
+            reference = reference_image(path, prediction)
             if save_preview:
                 window = predictor.model.preprocessing.intensity_window
-                save_png(render_preview(reference, prediction, window), out / f"{case}_preview.png")
+                ct = (
+                    np.asanyarray(reference.dataobj)
+                    if is_nifti(path)
+                    else LoadImage(image_only=True)(str(path)).numpy()
+                )
+                save_png(render_preview(ct, prediction, window), out / f"{case}_preview.png")
             write_prediction(prediction, reference, out, case, inputs, save_probabilities, save_attention)
         except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
             report.failed[case] = str(as_user_error(e, path, "prediction failed"))
@@ -66,6 +72,14 @@ def predict_cases(
         report.done.append(case)
         tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
     return report
+
+
+def reference_image(path: Path, prediction: Prediction) -> nib.Nifti1Image:
+    """The geometry outputs are written on: the input NIfTI itself (its header, qform and sform), or
+    for a DICOM series the grid MONAI read it on (RAS affine, voxel order as loaded)."""
+    if is_nifti(path):
+        return nib.load(path)
+    return nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), prediction.input_affine)
 
 
 def write_prediction(
