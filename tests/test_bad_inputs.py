@@ -55,7 +55,10 @@ def make(kind: str, path: Path) -> Path:
         img.set_qform(None, code=0)
         path.write_bytes(gzip.compress(img.to_bytes()))
     elif kind == "non-invertible affine":
-        path.write_bytes(nifti_bytes(GOOD, np.diag([1.5, 0.0, 3.0, 1])))
+        img = nib.Nifti1Image(GOOD, np.diag([1.5, 1.5, 3.0, 1]))
+        img.set_qform(None, code=0)
+        img.header["srow_y"] = [0.0, 0.0, 0.0, 0.0]  # sform with a zero row: no inverse
+        path.write_bytes(gzip.compress(img.header.binaryblock + b"\x00" * 4 + GOOD.tobytes()))
     elif kind == "too large for memory":
         img = nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4))
         img.header.set_data_shape((5000, 5000, 5000))
@@ -140,7 +143,9 @@ def test_train_on_bad_labels_stops_with_one_line(tmp_path: Path) -> None:
             "-m",
             "attnunet",
             "train",
-            "experiment=smoke",
+            "model.channels=[4,8,16]",
+            "data.patch_size=[16,16,16]",
+            "trainer.max_epochs=1",
             "data=nifti_folder",
             f"data.root={root}",
             "data.val_fraction=0.34",

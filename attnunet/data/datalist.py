@@ -97,7 +97,7 @@ def kfold_splits(cases: list[Case], folds: int, seed: int) -> list[dict[str, lis
 def apply_split(cases: list[Case], split: dict[str, list[str]], source: str | Path) -> tuple[list[Case], list[Case]]:
     """Cases of a ``{"train": [...], "val": [...]}`` split; every listed id must exist."""
     by_id = {c["case_id"]: c for c in cases}
-    missing = sorted(set(split["train"]) | set(split["val"]) - set(by_id))
+    missing = sorted((set(split["train"]) | set(split["val"])) - set(by_id))
     if missing:
         raise AttnUNetError(f"split lists unknown cases {missing[:5]}", source)
     return [by_id[i] for i in split["train"]], [by_id[i] for i in split["val"]]

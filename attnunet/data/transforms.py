@@ -107,7 +107,9 @@ class InspectHeaderd(mt.MapTransform):
                 raise AttnUNetError(f"expected a 3D volume, got shape {shape}", path)
             if np.prod(spatial, dtype=np.float64) > MAX_VOXELS:
                 raise AttnUNetError(f"volume of shape {shape} is too large (more than {MAX_VOXELS} voxels)", path)
-            zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+            with nib.openers.ImageOpener(path) as f:  # nibabel silently turns 0 voxel sizes into 1
+                raw = img.header.__class__.from_fileobj(f, check=False)
+            zooms = np.asarray(raw["pixdim"][1:4], dtype=np.float64)
             if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
                 raise AttnUNetError(f"voxel sizes must be positive, got {zooms.tolist()}", path)
             affine = np.asarray(img.affine, dtype=np.float64)
