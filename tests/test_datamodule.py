@@ -59,7 +59,7 @@ def test_training_batches_are_patches_with_foreground(tiny_dataset: Path) -> Non
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (3, 1, 32, 32, 32) and batch["label"].shape == (3, 1, 32, 32, 32)
     assert batch["image"].dtype == torch.float32  # windowed to [0, 1], then intensity-augmented:
-    assert -0.5 < float(batch["image"].min()) and float(batch["image"].max()) < 1.5
+    assert float(batch["image"].min()) > -0.5 and float(batch["image"].max()) < 1.5
     assert all(bool((lab > 0).any()) for lab in batch["label"])  # positive_fraction=1: foreground-centred
     val = next(iter(dm.val_dataloader()))
     assert val["image"].shape[:2] == (1, 1) and val["image"].shape[2:] == val["label"].shape[2:]
