@@ -17,7 +17,7 @@ from PIL import Image
 
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
-from attnunet.inference.io import find_inputs
+from attnunet.inference.io import find_inputs, save_like
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.training.module import SegmentationModule
 from tests.dicom import write_series
@@ -121,6 +121,24 @@ def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: P
     again = run_cli("infer", [*args, "continue=true"], tmp_path)
     assert "1 already finished" in again.stdout
     assert os.stat(out / "ct_a_seg.nii.gz").st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("qcode, scode", [(1, 0), (0, 2), (1, 1)])
+def test_outputs_mirror_the_inputs_qform_and_sform(tmp_path: Path, qcode: int, scode: int) -> None:
+    src = nib.load(CT)
+    rotated = src.affine.copy()
+    rotated[:3, :3] = rotated[:3, :3] @ np.array([[0.96, -0.28, 0], [0.28, 0.96, 0], [0, 0, 1]])  # oblique
+    img = nib.Nifti1Image(np.zeros((6, 5, 4), np.int16), rotated)
+    img.set_qform(rotated if qcode else None, code=qcode)
+    img.set_sform(rotated if scode else None, code=scode)
+    nib.save(img, tmp_path / "in.nii.gz")
+    reference = nib.load(tmp_path / "in.nii.gz")
+    save_like(np.ones((6, 5, 4), np.uint8), reference, tmp_path / "out.nii.gz", inputs=set())
+    out = nib.load(tmp_path / "out.nii.gz")
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (qcode, scode)
+    np.testing.assert_allclose(out.affine, reference.affine, atol=1e-5)
+    with pytest.raises(AttnUNetError, match="refusing to overwrite an input"):
+        save_like(np.ones((6, 5, 4), np.uint8), reference, tmp_path / "in.nii.gz", {(tmp_path / "in.nii.gz").resolve()})
 
 
 def test_output_dir_that_is_a_file_is_a_clean_error(checkpoint: Path, tmp_path: Path) -> None:

@@ -91,10 +91,11 @@ def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs:
     header.set_data_dtype(array.dtype)
     header.set_slope_inter(1.0, 0.0)
     image = nib.Nifti1Image(array, reference.affine, header=header)
+    # Mirror the input's qform and sform exactly, codes included (a viewer may prefer either).
     qform, qcode = reference.get_qform(coded=True)
     sform, scode = reference.get_sform(coded=True)
-    image.set_qform(qform if qcode else reference.affine, code=int(qcode) if qcode else 1)
-    image.set_sform(sform if scode else reference.affine, code=int(scode) if scode else 1)
+    image.set_qform(qform if qcode else None, code=int(qcode))
+    image.set_sform(sform if scode else None, code=int(scode))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
     os.close(fd)
     try:

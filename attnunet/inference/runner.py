@@ -79,7 +79,10 @@ def reference_image(path: Path, prediction: Prediction) -> nib.Nifti1Image:
     for a DICOM series the grid MONAI read it on (RAS affine, voxel order as loaded)."""
     if is_nifti(path):
         return nib.load(path)
-    return nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), prediction.input_affine)
+    reference = nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), prediction.input_affine)
+    reference.set_qform(prediction.input_affine, code=1)  # scanner coordinates, as DICOM's are
+    reference.set_sform(prediction.input_affine, code=1)
+    return reference
 
 
 def write_prediction(
