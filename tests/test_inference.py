@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy import ndimage
 
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs, save_like
 from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.inference.sliding_window import predict_logits
 from attnunet.training.module import SegmentationModule
 from tests.dicom import write_series
 
@@ -294,3 +297,38 @@ def test_sharded_inference_equals_one_process(checkpoint: Path, tmp_path: Path) 
         a = np.asanyarray(nib.load(tmp_path / "single" / name).dataobj)
         b = np.asanyarray(nib.load(tmp_path / "sharded" / name).dataobj)
         assert np.array_equal(a, b)
+
+
+def test_flip_tta_averages_the_unflipped_predictions(checkpoint: Path) -> None:
+    model = load_checkpoint(checkpoint)
+    plain = Predictor(model, PredictorSettings(precision="fp32"))
+    tta = Predictor(model, PredictorSettings(precision="fp32", tta=True))
+    x = plain.preprocess(CT).as_tensor()[None]
+    with torch.inference_mode():
+        expected = torch.zeros(1, 2, *x.shape[2:])
+        for n in range(4):
+            for axes in itertools.combinations((2, 3, 4), n):
+                logits = predict_logits(plain.net, torch.flip(x, axes) if axes else x, plain.window)
+                expected += torch.flip(torch.softmax(logits, 1), axes) if axes else torch.softmax(logits, 1)
+        got, _ = tta._probabilities(x)
+    torch.testing.assert_close(got, expected / 8, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(got, plain._probabilities(x)[0], atol=1e-3)
+
+
+def test_largest_component_leaves_one_blob_per_label(checkpoint: Path) -> None:
+    model = load_checkpoint(checkpoint)
+    raw = Predictor(model, PredictorSettings(precision="fp32"))(CT).labels
+    kept = Predictor(model, PredictorSettings(precision="fp32", largest_component=True))(CT).labels
+    full = np.ones((3, 3, 3))  # 26-connectivity, as MONAI's transform uses by default
+    assert ndimage.label(raw == 1, full)[1] > 1  # the untrained net predicts scattered blobs
+    assert ndimage.label(kept == 1, full)[1] == 1
+    sizes = np.bincount(ndimage.label(raw == 1, full)[0].ravel())[1:]
+    assert (kept == 1).sum() == sizes.max()
+
+
+def test_dataset_json_test_list_is_an_input(tmp_path: Path) -> None:
+    (tmp_path / "imagesTs").mkdir()
+    stored_as(CT, "RAS", tmp_path / "imagesTs" / "pat7_0000.nii.gz")
+    meta = {"labels": {"0": "background", "1": "pancreas"}, "training": [], "test": ["./imagesTs/pat7_0000.nii.gz"]}
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    assert find_inputs(tmp_path / "dataset.json") == [("pat7", tmp_path / "imagesTs" / "pat7_0000.nii.gz")]
