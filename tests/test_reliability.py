@@ -81,3 +81,73 @@ def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Pa
         io.save_checkpoint({"step": torch.tensor(2), "bad": Unpicklable()}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_mid_epoch_checkpoints_every_n_steps(smoke_run, tmp_path: Path) -> None:
+    _, _, cache = smoke_run
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = start_training(run, cache, ["callbacks.periodic_last.every_n_train_steps=1", "trainer.max_epochs=200"])
+    steps_seen = set()
+    try:
+        wait_for(last, process)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(s % 3 for s in steps_seen):
+            steps_seen.add(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    assert any(s % 3 for s in steps_seen), steps_seen  # 3 steps per epoch: some saves were mid-epoch
+
+
+def test_same_seed_twice_gives_identical_metrics(smoke_run, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, cache = smoke_run
+    values = []
+    for name in ("a", "b"):
+        process = start_training(tmp_path / name, cache, ["seed=7"])
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+        events = EventAccumulator(str(tmp_path / name / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        values.append([(e.step, e.value) for tag in ("val/dice", "train/loss_epoch") for e in events.Scalars(tag)])
+    assert values[0] == values[1]
+
+
+def test_killed_folder_inference_leaves_only_whole_files_and_continues(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from tests.test_inference import CT, make_checkpoint, stored_as
+
+    ckpt = make_checkpoint(tmp_path / "m.ckpt", {0: "background", 1: "pancreas"})
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    for code in ("RAS", "LPS", "SRA", "PIL"):
+        stored_as(CT, code, inputs / f"ct_{code}.nii.gz")
+    cmd = [
+        sys.executable,
+        "-m",
+        "attnunet",
+        "infer",
+        f"ckpt_path={ckpt}",
+        f"input={inputs}",
+        f"output_dir={out}",
+        "save_attention=true",
+        "save_probabilities=true",
+    ]
+    process = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("*_seg.nii.gz")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # somewhere inside the next case, possibly mid-write
+    process.kill()
+    process.wait(timeout=60)
+    finished = sorted(out.glob("*_seg.nii.gz"))
+    assert 1 <= len(finished) < 4
+    for path in out.glob("*.nii.gz"):  # every file with a final name is complete
+        assert nib.load(path).get_fdata().size > 0
+    result = subprocess.run([*cmd, "continue=true"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{len(finished)} already finished" in result.stdout
+    assert len(list(out.glob("*_seg.nii.gz"))) == 4
