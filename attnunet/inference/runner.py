@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ def predict_cases(
         if resume and segmentation_path(out, case).is_file():
             report.skipped.append(case)
             continue
+        remove_stale_temporaries(out, case)
         start = time.perf_counter()
         try:
             prediction = predictor(path)
@@ -72,6 +74,15 @@ def predict_cases(
         report.done.append(case)
         tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
     return report
+
+
+def remove_stale_temporaries(out: Path, case: str) -> None:
+    """Delete this case's temporary files left by an interrupted run (never another case's, which a
+    parallel shard may be writing)."""
+    pattern = re.compile(rf"\.{re.escape(case)}_(seg|probabilities|attention_[A-Za-z0-9]+|preview)\.(nii\.gz|png)\.")
+    for path in out.iterdir():
+        if pattern.match(path.name):
+            path.unlink(missing_ok=True)
 
 
 def reference_image(path: Path, prediction: Prediction) -> nib.Nifti1Image:
