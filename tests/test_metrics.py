@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from attnunet.evaluation.metrics import score_case, summarise, voxel_spacing
+from attnunet.evaluation.metrics import score_case, summarise
+from attnunet.utils.geometry import voxel_spacing
 
 SPACING = (1.0, 1.0, 2.0)
 LABELS = {0: "background", 1: "organ"}

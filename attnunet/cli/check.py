@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -11,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from attnunet.cli.common import config_dir, report_errors
+from attnunet.cli.common import config_dir, exit_on_failures, report_errors
 from attnunet.data.datalist import load_cases
 from attnunet.data.fingerprint import fingerprint_cases, report, suggest, write_override
 
@@ -34,10 +33,7 @@ def main(cfg: DictConfig) -> None:
     print(f"fingerprint: {run_dir / 'fingerprint.yaml'}")
     if fp.spacings:
         print(f"use it: attnunet-train --config-dir {run_dir} experiment=fingerprint ...")
-    if fp.problems:
-        for case, problem in fp.problems.items():
-            print(f"problem: {case}: {problem}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_failures(fp.problems, "problem")
 
 
 if __name__ == "__main__":

@@ -57,3 +57,12 @@ def tune_runtime(performance: DictConfig) -> None:
         keep_freed_memory()
     torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "high"))
     torch.backends.cudnn.benchmark = bool(performance.get("cudnn_benchmark", True))
+
+
+def exit_on_failures(failures: dict[str, str], kind: str) -> None:
+    """Print ``<kind>: <case>: <why>`` per failure to stderr and exit 1; return when there are none."""
+    if not failures:
+        return
+    for case, why in failures.items():
+        print(f"{kind}: {case}: {why}", file=sys.stderr)
+    sys.exit(1)

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import nibabel as nib
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -19,7 +17,14 @@ from attnunet.cli.infer import predictor_from_config
 from attnunet.data.datalist import case_id
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.on_split import evaluate_on_split
-from attnunet.evaluation.report import format_table, load_reference, score_pair, write_report
+from attnunet.evaluation.report import (
+    LabelMap,
+    check_label_values,
+    format_table,
+    read_label_map,
+    score_pair,
+    write_report,
+)
 from attnunet.inference.io import is_nifti
 
 
@@ -48,19 +53,12 @@ def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
     labels = {int(k): str(v) for k, v in cfg.labels.items()} if cfg.labels else None
     rows = []
     for case in tqdm(sorted(refs), desc="cases", unit="case"):
-        ref_img = nib.load(refs[case])
-        case_labels = labels or _labels_found(ref_img, nib.load(preds[case]))
-        ref = load_reference(refs[case], case_labels)
-        pred_img = load_reference(preds[case], case_labels)
+        ref, pred = read_label_map(refs[case]), read_label_map(preds[case])
+        case_labels = labels or _labels_found(ref, pred)
+        check_label_values(ref, case_labels, refs[case])
+        check_label_values(pred, case_labels, preds[case])
         rows += score_pair(
-            case,
-            pred_img.get_fdata().round(),
-            preds[case],
-            ref,
-            refs[case],
-            case_labels,
-            pred_img.affine,
-            cfg.nsd_tolerance_mm,
+            case, pred.array, pred.affine, preds[case], ref, refs[case], case_labels, cfg.nsd_tolerance_mm
         )
     return rows
 
@@ -69,11 +67,9 @@ def _strip_seg(name: str) -> str:
     return name[: -len("_seg")] if name.endswith("_seg") else name
 
 
-def _labels_found(*images: nib.Nifti1Image) -> dict[int, str]:
-    values = set()
-    for img in images:
-        values |= {int(v) for v in np.unique(np.asanyarray(img.dataobj)) if v == round(v) and v >= 0}
-    return {v: ("background" if v == 0 else f"label{v}") for v in sorted(values | {0})}
+def _labels_found(*maps: LabelMap) -> dict[int, str]:
+    values = {v for m in maps for v in m.values if v >= 0} | {0}
+    return {v: ("background" if v == 0 else f"label{v}") for v in sorted(values)}
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")

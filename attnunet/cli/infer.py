@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import hydra
 import torch
 from omegaconf import DictConfig
 
-from attnunet.cli.common import config_dir, report_errors, tune_runtime
+from attnunet.cli.common import config_dir, exit_on_failures, report_errors, tune_runtime
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs
@@ -70,10 +69,7 @@ def main(cfg: DictConfig) -> None:
         f" -> {cfg.output_dir}",
         flush=True,
     )
-    if report.failed:
-        for case, why in report.failed.items():
-            print(f"failed: {case}: {why}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_failures(report.failed, "failed")
 
 
 if __name__ == "__main__":

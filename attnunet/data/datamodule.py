@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -108,9 +109,10 @@ class SegmentationDataModule(pl.LightningDataModule):
             log.info("Generating the synthetic pancreas CT set in %s", self.root)
             synthetic.write_dataset(self.root, **self.synthetic)
 
-    @property
+    @functools.cached_property
     def labels(self) -> dict[int, str]:
-        """Label map of the dataset, ``{0: 'background', 1: 'pancreas', ...}``."""
+        """Label map of the dataset, ``{0: 'background', 1: 'pancreas', ...}`` (read once, after
+        :meth:`prepare_data` has made sure the dataset exists)."""
         return label_names(read_dataset_json(self.dataset_json), self.dataset_json)
 
     def setup(self, stage: str | None = None) -> None:

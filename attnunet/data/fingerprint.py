@@ -20,8 +20,9 @@ import numpy as np
 from monai import transforms as mt
 
 from attnunet.data.datalist import Case
-from attnunet.data.transforms import IMAGE, LABEL, BodyMask, InspectHeaderd, ValidateVolumed
+from attnunet.data.transforms import IMAGE, LABEL, BodyMask, InspectHeaderd, PreprocessingSpec, ValidateVolumed
 from attnunet.errors import as_user_error
+from attnunet.utils.geometry import voxel_spacing
 
 MAX_PATCH_VOXELS = 96**3
 FOREGROUND_SAMPLES = 100_000
@@ -56,8 +57,8 @@ def fingerprint_cases(cases: list[Case], num_labels: int, seed: int = 0) -> Fing
             fp.problems[case.get("case_id", case[IMAGE])] = str(as_user_error(e, case[IMAGE], "unreadable"))
             continue
         image, label = np.asarray(data[IMAGE]), np.asarray(data[LABEL])
-        spacing = np.linalg.norm(np.asarray(data[IMAGE].affine)[:3, :3], axis=0)
-        body = np.argwhere(BodyMask(-500.0)(image))
+        spacing = np.array(voxel_spacing(data[IMAGE].affine))
+        body = np.argwhere(BodyMask(PreprocessingSpec().body_threshold_hu)(image))
         extent = (body.max(0) - body.min(0) + 1) * spacing if len(body) else np.array(image.shape) * spacing
         values = image[label > 0]
         if len(values) > FOREGROUND_SAMPLES:

@@ -26,11 +26,6 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surf
 METRICS = ("dice", "hd95_mm", "nsd", "precision", "recall", "pred_ml", "ref_ml")
 
 
-def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel edge lengths in mm from a 4x4 affine (lengths of its first three columns)."""
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
-
-
 def score_case(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], labels: dict[int, str], nsd_tolerance_mm: float = 2.0
 ) -> list[dict[str, Any]]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 from tqdm import tqdm
 
 from attnunet.data.datalist import load_cases
 from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.errors import AttnUNetError
-from attnunet.evaluation.report import load_reference, score_pair
+from attnunet.evaluation.report import check_label_values, read_label_map, score_pair
 from attnunet.inference.predictor import Predictor
 
 
@@ -38,10 +37,17 @@ def evaluate_on_split(
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="cases", unit="case"):
         ref_path, image_path = Path(case["label"]), Path(case["image"])
-        reference = load_reference(ref_path, labels)
+        reference = read_label_map(ref_path)
+        check_label_values(reference, labels, ref_path)
         prediction = predictor(image_path)
-        affine = nib.load(image_path).affine
         rows += score_pair(
-            case["case_id"], prediction.labels, image_path, reference, ref_path, labels, affine, tolerance_mm
+            case["case_id"],
+            prediction.labels,
+            prediction.input_affine,
+            image_path,
+            reference,
+            ref_path,
+            labels,
+            tolerance_mm,
         )
     return rows

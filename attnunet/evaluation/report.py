@@ -6,9 +6,8 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,24 @@ import nibabel as nib
 import numpy as np
 
 from attnunet.errors import AttnUNetError
-from attnunet.evaluation.metrics import METRICS, score_case, summarise, voxel_spacing
+from attnunet.evaluation.metrics import METRICS, score_case, summarise
+from attnunet.utils.atomic import atomic_target
+from attnunet.utils.geometry import voxel_spacing
 
 COLUMNS = ("case", "label", *METRICS)
 
 
-def load_reference(path: Path, labels: dict[int, str]) -> nib.Nifti1Image:
-    """A label NIfTI checked to be 3D with integer values inside the label map."""
+@dataclass(frozen=True)
+class LabelMap:
+    """A label volume read once: voxels ``(X, Y, Z)`` int64, its affine and its distinct values."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    values: tuple[int, ...]
+
+
+def read_label_map(path: Path) -> LabelMap:
+    """Read a label NIfTI checked to be 3D with integer values."""
     try:
         img = nib.load(path)
         data = np.asanyarray(img.dataobj)
@@ -33,29 +43,34 @@ def load_reference(path: Path, labels: dict[int, str]) -> nib.Nifti1Image:
     values = np.unique(data)
     if not np.all(values == np.round(values)):
         raise AttnUNetError("label map has non-integer values", path)
-    stray = sorted(set(values.astype(int).tolist()) - set(labels))
+    return LabelMap(data.astype(np.int64), np.asarray(img.affine), tuple(int(v) for v in values))
+
+
+def check_label_values(label_map: LabelMap, labels: dict[int, str], path: Path) -> None:
+    """Every value of ``label_map`` must be a key of ``labels``."""
+    stray = sorted(set(label_map.values) - set(labels))
     if stray:
         raise AttnUNetError(f"label values {stray[:10]} are not in the label map {sorted(labels)}", path)
-    return img
 
 
 def score_pair(
     case: str,
     pred: np.ndarray,
+    pred_affine: np.ndarray,
     pred_path: Path,
-    ref_img: nib.Nifti1Image,
+    ref: LabelMap,
     ref_path: Path,
     labels: dict[int, str],
-    pred_affine: np.ndarray,
     tolerance_mm: float,
 ) -> list[dict[str, Any]]:
     """Rows for one case after checking that prediction and reference share one grid."""
-    ref = np.asanyarray(ref_img.dataobj).astype(np.int64)
-    if pred.shape != ref.shape:
-        raise AttnUNetError(f"prediction shape {pred.shape} != reference shape {ref.shape} ({ref_path})", pred_path)
-    if not np.allclose(pred_affine, ref_img.affine, atol=1e-3):
+    if pred.shape != ref.array.shape:
+        raise AttnUNetError(
+            f"prediction shape {pred.shape} != reference shape {ref.array.shape} ({ref_path})", pred_path
+        )
+    if not np.allclose(pred_affine, ref.affine, atol=1e-3):
         raise AttnUNetError(f"prediction affine differs from the reference affine ({ref_path})", pred_path)
-    rows = score_case(pred.astype(np.int64), ref, voxel_spacing(ref_img.affine), labels, tolerance_mm)
+    rows = score_case(pred.astype(np.int64), ref.array, voxel_spacing(ref.affine), labels, tolerance_mm)
     return [{"case": case, **row} for row in rows]
 
 
@@ -98,12 +113,5 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)

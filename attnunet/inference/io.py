@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -11,6 +10,7 @@ import numpy as np
 
 from attnunet.data.datalist import case_id, load_cases
 from attnunet.errors import AttnUNetError
+from attnunet.utils.atomic import atomic_target
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -96,14 +96,8 @@ def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs:
     sform, scode = reference.get_sform(coded=True)
     image.set_qform(qform if qcode else None, code=int(qcode))
     image.set_sform(sform if scode else None, code=int(scode))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz", dir=path.parent)
-    os.close(fd)
     try:
-        nib.save(image, tmp)
-        os.replace(tmp, path)
+        with atomic_target(path, suffix=".nii.gz") as tmp:
+            nib.save(image, tmp)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise AttnUNetError(f"could not write output ({e.strerror})", path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

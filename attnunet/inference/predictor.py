@@ -16,7 +16,7 @@ from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import as_user_error
 from attnunet.inference.checkpoint import LoadedModel
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
-from attnunet.utils.hardware import cpu_has_native_bf16
+from attnunet.utils.hardware import has_fast_bf16
 
 PRED = "pred"
 
@@ -119,12 +119,7 @@ class Predictor:
 
     def _autocast(self):
         wanted = self.settings.precision
-        if wanted == "fp32":
-            return nullcontext()
-        if self.device.type == "cuda":
-            use = wanted == "bf16" or torch.cuda.is_bf16_supported()
-        else:
-            use = wanted == "bf16" or cpu_has_native_bf16()
+        use = wanted == "bf16" or (wanted == "auto" and has_fast_bf16(self.device.type))
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if use else nullcontext()
 
 

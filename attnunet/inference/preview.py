@@ -11,6 +11,7 @@ from PIL import Image
 
 from attnunet.inference.predictor import Prediction
 from attnunet.utils import overlays
+from attnunet.utils.atomic import atomic_target
 
 
 def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[float, float]) -> np.ndarray:
@@ -26,8 +27,7 @@ def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[floa
     lo, hi = window
     ct = (ras(ct_hu.astype(np.float32)) - lo) / (hi - lo)
     labels = ras(prediction.labels)
-    fg = torch.nonzero(labels > 0)
-    z = int(fg[:, 2].float().mean().round()) if len(fg) else labels.shape[2] // 2
+    z = overlays.centroid_index(labels, axis=2)
     ct_s = overlays.to_display(ct[:, :, z])
     panels = [overlays.grey(ct_s), overlays.label_overlay(ct_s, overlays.to_display(labels[:, :, z]))]
     for alpha in prediction.attention.values():
@@ -38,9 +38,5 @@ def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[floa
 
 def save_png(rgb: np.ndarray, path: Path) -> None:
     """Write atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_target(path, suffix=".png") as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

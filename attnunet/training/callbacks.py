@@ -61,7 +61,7 @@ class AttentionMapLogger(pl.Callback):
                     logits, alphas = predict_with_attention(pl_module.net, image, pl_module.window)
                 pred = logits.argmax(1)[0]
                 ct, ref = image[0, 0].float(), label[0, 0].long()
-                index = _centroid_index(ref, self.axis)
+                index = overlays.centroid_index(ref, self.axis)
                 cut = [slice(None)] * 3
                 cut[self.axis] = index
                 ct_s = overlays.to_display(ct[tuple(cut)].cpu())
@@ -88,14 +88,6 @@ class AttentionMapLogger(pl.Callback):
     def _dilate(self, mask: torch.Tensor) -> torch.Tensor:
         k = 2 * self.dilation + 1
         return F.max_pool3d(mask[None, None].float(), k, stride=1, padding=self.dilation)[0, 0] > 0
-
-
-def _centroid_index(label: torch.Tensor, axis: int) -> int:
-    """Index along ``axis`` of the foreground centroid (the middle slice when there is none)."""
-    fg = torch.nonzero(label > 0)
-    if len(fg) == 0:
-        return label.shape[axis] // 2
-    return int(fg[:, axis].float().mean().round().item())
 
 
 class PreemptionCheckpoint(pl.Callback):

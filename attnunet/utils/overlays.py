@@ -41,6 +41,14 @@ def label_overlay(ct: torch.Tensor, labels: torch.Tensor, fill: float = 0.35) ->
     return rgb
 
 
+def centroid_index(label: torch.Tensor, axis: int) -> int:
+    """Index along ``axis`` of the foreground centroid of a label volume (the middle when empty)."""
+    fg = torch.nonzero(label > 0)
+    if len(fg) == 0:
+        return label.shape[axis] // 2
+    return int(fg[:, axis].float().mean().round().item())
+
+
 def to_display(slice_2d: torch.Tensor) -> torch.Tensor:
     """RAS ``(X, Y)`` axial slice -> ``(H, W)`` in radiological view (anterior up, patient right on the left)."""
     return torch.flip(slice_2d.transpose(0, 1), dims=(0, 1))

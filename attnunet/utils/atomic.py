@@ -1,0 +1,28 @@
+"""Write files so that a kill at any moment leaves either the old file or the whole new one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (named ``.<name>.<random><suffix>``) to write to.
+
+    On leaving the block without an error the temporary file replaces ``path`` with one atomic
+    ``os.replace``; on any error it is deleted and the error propagates. ``suffix`` lets writers
+    that pick the format from the name (``.nii.gz``, ``.png``) see the right extension.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
