@@ -26,6 +26,14 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def nih_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three synthetic cases laid out as TCIA ships NIH Pancreas-CT (DICOM series + NIfTI labels)."""
+    root = tmp_path_factory.mktemp("synthetic") / "nih"
+    write_dataset(root, num_cases=3, seed=5, layout="nih")
+    return root
+
+
 def compose_train(overrides: list[str]) -> DictConfig:
     """Compose ``train.yaml`` exactly as ``attnunet-train`` would, with ``run_dir`` filled in."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

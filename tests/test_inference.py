@@ -17,13 +17,13 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from attnunet.data.dicom import write_series
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs, save_like
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.inference.sliding_window import predict_logits
 from attnunet.training.module import SegmentationModule
-from tests.dicom import write_series
 
 DATA = Path(__file__).parent / "data"
 CT = DATA / "abdomen_ct.nii.gz"

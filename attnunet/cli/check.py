@@ -11,7 +11,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors
-from attnunet.data.datalist import load_cases
 from attnunet.data.fingerprint import fingerprint_cases, report, suggest, write_override
 
 
@@ -22,8 +21,8 @@ def main(cfg: DictConfig) -> None:
     cfg.run_dir = str(run_dir)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
-    cases = load_cases(datamodule.dataset_json)
-    fp = fingerprint_cases(cases, num_labels=len(datamodule.labels))
+    dataset = datamodule.case_list
+    fp = fingerprint_cases(dataset.cases, num_labels=len(dataset.labels))
     stats = report(fp)
     if fp.spacings:
         stats["suggested"] = suggest(fp)

@@ -22,6 +22,7 @@ from attnunet.evaluation.report import (
     check_label_values,
     format_table,
     read_label_map,
+    relabelled,
     score_pair,
     write_report,
 )
@@ -51,9 +52,10 @@ def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
     if missing:
         raise AttnUNetError(f"no prediction for {len(missing)} labelled cases, e.g. {missing[:3]}", pred_dir)
     labels = {int(k): str(v) for k, v in cfg.labels.items()} if cfg.labels else None
+    lookup = {int(k): int(v) for k, v in cfg.merge_labels.items()} if cfg.merge_labels else None
     rows = []
     for case in tqdm(sorted(refs), desc="cases", unit="case"):
-        ref, pred = read_label_map(refs[case]), read_label_map(preds[case])
+        ref, pred = relabelled(read_label_map(refs[case]), lookup), read_label_map(preds[case])
         case_labels = labels or _labels_found(ref, pred)
         check_label_values(ref, case_labels, refs[case])
         check_label_values(pred, case_labels, preds[case])

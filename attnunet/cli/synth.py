@@ -1,4 +1,4 @@
-"""``attnunet-synth``: write the synthetic pancreas-style CT set (MSD layout)."""
+"""``attnunet-synth``: write the synthetic pancreas-style CT set (MSD, nnU-Net or NIH layout)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from attnunet.errors import AttnUNetError
 @report_errors
 def main(cfg: DictConfig) -> None:
     try:
-        path = write_dataset(cfg.output_dir, num_cases=cfg.num_cases, seed=cfg.seed, lesions=cfg.lesions)
+        path = write_dataset(
+            cfg.output_dir, num_cases=cfg.num_cases, seed=cfg.seed, lesions=cfg.lesions, layout=cfg.layout
+        )
     except (FileExistsError, ValueError) as e:
         raise AttnUNetError(str(e)) from None
     print(f"wrote {cfg.num_cases} cases: {path}", flush=True)

@@ -44,7 +44,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     if cfg.model.num_classes is not None and cfg.model.num_classes != len(labels):
         raise AttnUNetError(
             f"model.num_classes={cfg.model.num_classes} but the dataset has {len(labels)} labels {labels}",
-            datamodule.dataset_json,
+            datamodule.case_list.source,
         )
     two_d_patches = cfg.data.patch_size[-1] == 1
     if (cfg.model.spatial_dims == 2) != two_d_patches:

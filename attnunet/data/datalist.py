@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from monai.data import load_decathlon_datalist
 
+from attnunet.data.labels import check_label_names
 from attnunet.errors import AttnUNetError
 
 Case = dict[str, str]
@@ -34,9 +35,7 @@ def label_names(meta: dict[str, Any], path: str | Path = "dataset.json") -> dict
         names = {int(k): str(v) for k, v in meta["labels"].items()}
     except (TypeError, ValueError):
         raise AttnUNetError("label keys must be integers", path) from None
-    if sorted(names) != list(range(len(names))) or len(names) < 2:
-        raise AttnUNetError(f"labels must be 0..K-1 with K >= 2, got {sorted(names)}", path)
-    return dict(sorted(names.items()))
+    return check_label_names(names, path)
 
 
 def load_cases(dataset_json: str | Path, key: str = "training", require_label: bool = True) -> list[Case]:
@@ -53,10 +52,24 @@ def load_cases(dataset_json: str | Path, key: str = "training", require_label: b
         for field in ("image", "label") if require_label else ("image",):
             if field not in case:
                 raise AttnUNetError(f"a '{key}' entry has no '{field}'", dataset_json)
+            if field == "image":
+                case[field] = _nnunet_v1_channel(case[field])
             if not Path(case[field]).is_file():
                 raise AttnUNetError(f"{field} listed in {dataset_json.name} does not exist", case[field])
         case["case_id"] = case_id(case["image"])
     return cases
+
+
+def _nnunet_v1_channel(image: str) -> str:
+    """nnU-Net v1 lists ``imagesTr/<case>.nii.gz`` but stores ``imagesTr/<case>_0000.nii.gz``."""
+    path = Path(image)
+    if path.exists():
+        return image
+    for ext in (".nii.gz", ".nii"):
+        if path.name.endswith(ext):
+            channel = path.with_name(path.name[: -len(ext)] + "_0000" + ext)
+            return str(channel) if channel.exists() else image
+    return image
 
 
 def case_id(path: str | Path) -> str:

@@ -12,18 +12,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from monai import transforms as mt
-from monai.data import CacheDataset, DataLoader, DistributedSampler, list_data_collate
+from monai.data import DataLoader, Dataset, list_data_collate, partition_dataset
+from torch.utils.data import DistributedSampler
 
 from attnunet.data import synthetic
-from attnunet.data.datalist import (
-    Case,
-    apply_split,
-    kfold_splits,
-    label_names,
-    load_cases,
-    read_dataset_json,
-    split_cases,
-)
+from attnunet.data.cache import cache_key, cached_dataset
+from attnunet.data.datalist import Case, apply_split, kfold_splits, split_cases
+from attnunet.data.labels import merge_labels
+from attnunet.data.layouts import CaseList, discover
 from attnunet.data.transforms import AugmentationSpec, PreprocessingSpec, preprocessing, training_sampling
 from attnunet.errors import AttnUNetError
 
@@ -31,11 +27,15 @@ log = logging.getLogger(__name__)
 
 
 class SegmentationDataModule(pl.LightningDataModule):
-    """Train/validation data for one ``dataset.json`` (MSD layout).
+    """Train/validation data for a labelled CT dataset in any supported layout.
 
     Args:
-        root: dataset folder holding ``dataset_json``.
-        dataset_json: file name (or absolute path) of the MSD-style case list.
+        root: dataset folder.
+        layout: ``auto``, ``msd``, ``nnunet``, ``folder`` or ``nih`` (see
+            :func:`attnunet.data.layouts.discover`); ``dataset_json``, ``image_dir``,
+            ``label_dir`` and ``label_names`` locate the files as that layout needs.
+        merge_labels: ``{source: target}`` label values counted as another, e.g. ``{2: 1}`` trains
+            MSD's pancreas + tumour as one pancreas class; the label map shrinks accordingly.
         spacing, orientation, intensity_window, crop_foreground: the preprocessing
             (see :class:`~attnunet.data.transforms.PreprocessingSpec`).
         patch_size: training patch and sliding-window size, voxels.
@@ -46,7 +46,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         folds, fold: with ``folds`` set, k-fold cross-validation; ``fold`` picks the validation part.
         splits_file: JSON file of the folds (``[{"train": [ids], "val": [ids]}, ...]``): read when it
             exists (so a resumed or repeated run sees the same split), written otherwise.
-        cache: keep preprocessed volumes in memory (``cache_rate`` share of them).
+        cache: ``memory`` (``cache_rate`` share of the volumes), ``disk`` (persistent, in a folder
+            of ``cache_dir`` keyed by the preprocessing settings) or ``none``. Under DDP each rank
+            caches only its own share of the cases.
         num_workers: loader worker processes for training.
         augmentation: fields of :class:`~attnunet.data.transforms.AugmentationSpec`.
         synthetic: when given (``num_cases``, ``seed``, ``lesions``) and ``root`` holds no
@@ -56,7 +58,12 @@ class SegmentationDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str,
+        layout: str = "auto",
         dataset_json: str = "dataset.json",
+        image_dir: str = "imagesTr",
+        label_dir: str = "labelsTr",
+        label_names: dict[int, str] | None = None,
+        merge_labels: dict[int, int] | None = None,
         spacing: Sequence[float] | None = (2.0, 2.0, 2.0),
         orientation: str = "RAS",
         intensity_window: Sequence[float] = (-175.0, 250.0),
@@ -70,15 +77,21 @@ class SegmentationDataModule(pl.LightningDataModule):
         folds: int | None = None,
         fold: int = 0,
         splits_file: str | None = None,
-        cache: bool = True,
+        cache: str = "memory",
         cache_rate: float = 1.0,
+        cache_dir: str | None = None,
         num_workers: int = 1,
         augmentation: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
+        self.layout = layout
         self.dataset_json = self.root / dataset_json
+        self.image_dir = image_dir
+        self.label_dir = label_dir
+        self.label_names = label_names
+        self.merge = merge_labels
         self.spec = PreprocessingSpec.from_dict(
             {
                 "spacing": spacing,
@@ -96,12 +109,15 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.folds = folds
         self.fold = fold
         self.splits_file = Path(splits_file) if splits_file else None
-        self.cache_rate = cache_rate if cache else 0.0
+        self.cache = cache
+        self.cache_rate = cache_rate
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.num_workers = num_workers
         self.augmentation = AugmentationSpec(**(augmentation or {}))
         self.synthetic = synthetic
-        self.train_set: CacheDataset | None = None
-        self.val_set: CacheDataset | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.partitioned = False
 
     def prepare_data(self) -> None:
         """Generate the synthetic set on first use (runs once per node)."""
@@ -110,29 +126,65 @@ class SegmentationDataModule(pl.LightningDataModule):
             synthetic.write_dataset(self.root, **self.synthetic)
 
     @functools.cached_property
-    def labels(self) -> dict[int, str]:
-        """Label map of the dataset, ``{0: 'background', 1: 'pancreas', ...}`` (read once, after
+    def case_list(self) -> CaseList:
+        """Every labelled case with the dataset's own label map (read once, after
         :meth:`prepare_data` has made sure the dataset exists)."""
-        return label_names(read_dataset_json(self.dataset_json), self.dataset_json)
+        return discover(
+            self.layout, self.root, self.dataset_json.name, self.image_dir, self.label_dir, self.label_names
+        )
+
+    @functools.cached_property
+    def _merged(self) -> tuple[dict[int, str], dict[int, int]]:
+        return merge_labels(self.case_list.labels, self.merge)
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Label map the network is trained on, ``{0: 'background', 1: 'pancreas', ...}`` (after merging)."""
+        return self._merged[0]
+
+    @property
+    def label_lookup(self) -> dict[int, int]:
+        """Dataset label value -> training label value (identity unless ``merge_labels`` is set)."""
+        return self._merged[1]
+
+    def base_transforms(self) -> list[mt.MapTransform]:
+        """Deterministic preprocessing of an image/label pair (the cached part, with label merging)."""
+        return preprocessing(self.spec, num_labels=len(self.case_list.labels), label_lookup=self.label_lookup)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
         train, val = self.split()
-        log.info("%d training and %d validation cases from %s", len(train), len(val), self.dataset_json)
-        base = preprocessing(self.spec, num_labels=len(self.labels))
+        log.info("%d training and %d validation cases from %s", len(train), len(val), self.case_list.source)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each rank loads (and caches) only its own share: training cases shuffled into equal
+            # parts (padded by repeats so every rank runs the same number of steps), validation
+            # cases dealt out without repeats (Dice is summed over ranks, see the module).
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            train = partition_dataset(train, num_partitions=world, shuffle=True, seed=self.split_seed)[rank]
+            val = val[rank::world]
+            self.partitioned = True
+        base = self.base_transforms()
         sampling = training_sampling(
             self.patch_size, self.samples_per_volume, self.positive_fraction, self.augmentation
         )
+        self.train_set = self._dataset(train, base + sampling, {"patch_size": self.patch_size})
+        self.val_set = self._dataset(val, base, {})
+
+    def _dataset(self, cases: list[Case], steps: list[mt.MapTransform], extra: dict[str, Any]) -> Dataset:
+        settings = {
+            "preprocessing": self.spec.to_dict(),
+            "label_lookup": self.label_lookup,
+            "num_labels": len(self.case_list.labels),
+            "sampling": extra,
+        }
+        key_dir = None if self.cache_dir is None else self.cache_dir / cache_key(settings)
         workers = min(self.num_workers, 4)
-        self.train_set = CacheDataset(
-            train, mt.Compose(base + sampling), cache_rate=self.cache_rate, num_workers=workers
-        )
-        self.val_set = CacheDataset(val, mt.Compose(base), cache_rate=self.cache_rate, num_workers=workers)
+        return cached_dataset(cases, mt.Compose(steps), self.cache, self.cache_rate, key_dir, max(workers, 1))
 
     def split(self) -> tuple[list[Case], list[Case]]:
         """Training and validation cases: from ``splits_file``, k folds, or ``val_fraction``."""
-        cases = load_cases(self.dataset_json)
+        cases = self.case_list.cases
         if self.splits_file is not None and self.splits_file.is_file():
             folds = json.loads(self.splits_file.read_text())
         elif self.folds:
@@ -145,14 +197,15 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self.splits_file is not None and not self.splits_file.is_file():
             self.splits_file.parent.mkdir(parents=True, exist_ok=True)
             self.splits_file.write_text(json.dumps(folds, indent=1))
-        return apply_split(cases, folds[self.fold], self.splits_file or self.dataset_json)
+        return apply_split(cases, folds[self.fold], self.splits_file or self.case_list.source)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            shuffle=not self.partitioned,
+            sampler=self._own_share_sampler(self.train_set, shuffle=True),
             num_workers=self.num_workers,
             collate_fn=list_data_collate,
             persistent_workers=self.num_workers > 0,
@@ -160,12 +213,17 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup() first"
-        sampler = None
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # Each rank scores its own cases, none twice (Lightning's default sampler pads the last
-            # ranks with repeated cases, which would bias the aggregated Dice).
-            sampler = DistributedSampler(self.val_set, shuffle=False, even_divisible=False)
-        return DataLoader(self.val_set, batch_size=1, num_workers=0, sampler=sampler)
+        return DataLoader(
+            self.val_set, batch_size=1, num_workers=0, sampler=self._own_share_sampler(self.val_set, shuffle=False)
+        )
+
+    def _own_share_sampler(self, dataset: Dataset, shuffle: bool) -> DistributedSampler | None:
+        """Under DDP the datasets already hold only this rank's cases. Lightning would split them again
+        with its own DistributedSampler unless the loader has one, so give it one of a single replica
+        (it also reshuffles per epoch through Lightning's ``set_epoch`` calls)."""
+        if not self.partitioned:
+            return None
+        return DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.split_seed)
 
 
 class SyntheticDataModule(SegmentationDataModule):
@@ -180,3 +238,31 @@ class SyntheticDataModule(SegmentationDataModule):
 
     def __init__(self, num_cases: int = 32, synthetic_seed: int = 0, lesions: bool = False, **kwargs: Any) -> None:
         super().__init__(synthetic={"num_cases": num_cases, "seed": synthetic_seed, "lesions": lesions}, **kwargs)
+
+
+class MSDDataModule(SegmentationDataModule):
+    """A Medical Segmentation Decathlon task, optionally downloaded first.
+
+    Args:
+        task: MSD task folder name, e.g. ``Task07_Pancreas``.
+        download: when ``root`` holds no ``dataset.json`` yet, download and extract the task with
+            MONAI's :class:`~monai.apps.DecathlonDataset` (needs internet; ``root`` must be
+            ``<parent>/<task>``).
+        **kwargs: as :class:`SegmentationDataModule`.
+    """
+
+    def __init__(self, task: str = "Task07_Pancreas", download: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        self.download = download
+
+    def prepare_data(self) -> None:
+        if not self.download or self.dataset_json.exists():
+            return
+        if self.root.name != self.task:
+            raise AttnUNetError(f"data.download=true needs data.root to end in {self.task}", self.root)
+        from monai.apps import DecathlonDataset  # noqa: PLC0415 - only for this rare path
+
+        log.info("Downloading %s into %s", self.task, self.root.parent)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        DecathlonDataset(root_dir=self.root.parent, task=self.task, section="training", download=True, cache_rate=0.0)

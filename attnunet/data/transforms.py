@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from monai import transforms as mt
 
+from attnunet.data.dicom import check_dicom_series
 from attnunet.errors import AttnUNetError
 
 IMAGE, LABEL = "image", "label"
@@ -118,28 +119,9 @@ class InspectHeaderd(mt.MapTransform):
         return data
 
 
-def check_dicom_series(folder: Path) -> None:
-    """A DICOM input folder must hold exactly one series (MONAI's reader would silently stack several)."""
-    import pydicom
-
-    series: set[str] = set()
-    for f in folder.iterdir():
-        if not f.is_file():
-            continue
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-        except Exception:  # noqa: BLE001, S112 - non-DICOM files (DICOMDIR indexes, notes) are ignored
-            continue
-        series.add(str(getattr(ds, "SeriesInstanceUID", "")))
-    if not series:
-        raise AttnUNetError("folder holds no DICOM files", folder)
-    if len(series) > 1:
-        raise AttnUNetError(f"folder mixes {len(series)} DICOM series; give one series per folder", folder)
-
-
 class ValidateVolumed(mt.MapTransform):
-    """Reject volumes the pipeline cannot use, naming the file: not 3D, NaN/Inf voxels, image and
-    label on different grids, label values that are not integers in ``0..num_labels-1``.
+    """Reject volumes the pipeline cannot use, naming the file: not 3D, NaN/Inf voxels, label
+    values that are not integers in ``0..num_labels-1``.
 
     MONAI has no such check; without it these inputs fail later with opaque shape errors or
     silently train on garbage.
@@ -160,10 +142,8 @@ class ValidateVolumed(mt.MapTransform):
         for key in label_keys:
             label = torch.as_tensor(data[key])
             src = _source(data[key])
-            if tuple(label.shape) != tuple(image.shape):
-                raise AttnUNetError(f"label shape {tuple(label.shape)} != image shape {tuple(image.shape)}", src)
-            if not np.allclose(_affine(data[key]), _affine(image), atol=1e-3):
-                raise AttnUNetError("label affine differs from the image affine", src)
+            if label.ndim != 3:
+                raise AttnUNetError(f"expected a 3D label map, got shape {tuple(label.shape)}", src)
             values = torch.unique(label)
             if not bool((values == values.round()).all()):
                 raise AttnUNetError("label has non-integer values", src)
@@ -171,6 +151,27 @@ class ValidateVolumed(mt.MapTransform):
                 raise AttnUNetError(
                     f"label values {values.tolist()[:10]} outside the label map 0..{self.num_labels - 1}", src
                 )
+        return data
+
+
+class SameGridd(mt.MapTransform):
+    """Labels must lie on the image's voxel grid: after reorienting both (so a label stored in
+    another axis order or direction still counts), the same shape and affine within 1e-3 mm.
+
+    Without this check a misregistered label trains silently on the wrong voxels.
+    """
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        image_key, *label_keys = self.keys
+        image = data[image_key]
+        for key in label_keys:
+            label, src = data[key], _source(data[key])
+            if tuple(label.shape[1:]) != tuple(image.shape[1:]):
+                raise AttnUNetError(
+                    f"label grid {tuple(label.shape[1:])} differs from the image grid {tuple(image.shape[1:])}", src
+                )
+            if not np.allclose(_affine(label), _affine(image), atol=1e-3):
+                raise AttnUNetError("label affine differs from the image affine (not the same voxel grid)", src)
         return data
 
 
@@ -183,12 +184,17 @@ def _affine(t: Any) -> np.ndarray:
 
 
 def preprocessing(
-    spec: PreprocessingSpec, keys: Sequence[str] = (IMAGE, LABEL), num_labels: int | None = None
+    spec: PreprocessingSpec,
+    keys: Sequence[str] = (IMAGE, LABEL),
+    num_labels: int | None = None,
+    label_lookup: dict[int, int] | None = None,
 ) -> list[mt.MapTransform]:
-    """Inspect header -> load -> validate -> channel first -> reorient -> resample -> crop to body -> HU window.
+    """Inspect header -> load -> validate -> merge labels -> channel first -> reorient -> resample ->
+    crop to body -> HU window.
 
     ``keys`` must start with the image; every other key is treated as a label map (nearest
-    neighbour resampling, values checked against ``num_labels``). Output: ``image`` float32
+    neighbour resampling, values checked against ``num_labels``, then relabelled by
+    ``label_lookup`` when it merges classes). Output: ``image`` float32
     ``(1, X, Y, Z)`` in [0, 1] and labels ``(1, X, Y, Z)`` uint8, as MetaTensors that record the
     applied operations (so ``Invertd`` can undo them).
     """
@@ -198,9 +204,16 @@ def preprocessing(
         InspectHeaderd(keys),
         mt.LoadImaged(keys, image_only=True),
         ValidateVolumed(keys, num_labels),
+    ]
+    if label_lookup and len(keys) > 1 and any(k != v for k, v in label_lookup.items()):
+        old, new = zip(*sorted(label_lookup.items()), strict=True)
+        steps.append(mt.MapLabelValued(keys[1:], orig_labels=list(old), target_labels=list(new)))
+    steps += [
         mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
         mt.Orientationd(keys, axcodes=spec.orientation, labels=None),
     ]
+    if len(keys) > 1:
+        steps.append(SameGridd(keys))
     if spec.spacing is not None:
         steps.append(mt.Spacingd(keys, pixdim=spec.spacing, mode=modes))
     if spec.crop_foreground:

@@ -7,10 +7,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from attnunet.data.datalist import load_cases
 from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.errors import AttnUNetError
-from attnunet.evaluation.report import check_label_values, read_label_map, score_pair
+from attnunet.evaluation.report import check_label_values, read_label_map, relabelled, score_pair
 from attnunet.inference.predictor import Predictor
 
 
@@ -30,14 +29,14 @@ def evaluate_on_split(
     if split not in ("train", "val", "all"):
         raise AttnUNetError(f"split must be val, train or all, got {split!r}")
     if split == "all":
-        cases = load_cases(datamodule.dataset_json)
+        cases = datamodule.case_list.cases
     else:
         train, val = datamodule.split()  # the training run's split (data.splits_file / folds / fraction)
         cases = train if split == "train" else val
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="cases", unit="case"):
         ref_path, image_path = Path(case["label"]), Path(case["image"])
-        reference = read_label_map(ref_path)
+        reference = relabelled(read_label_map(ref_path), datamodule.label_lookup)
         check_label_values(reference, labels, ref_path)
         prediction = predictor(image_path)
         rows += score_pair(

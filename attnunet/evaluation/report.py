@@ -14,6 +14,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from attnunet.data.labels import apply_lookup
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.metrics import METRICS, score_case, summarise
 from attnunet.utils.atomic import atomic_target
@@ -44,6 +45,14 @@ def read_label_map(path: Path) -> LabelMap:
     if not np.all(values == np.round(values)):
         raise AttnUNetError("label map has non-integer values", path)
     return LabelMap(data.astype(np.int64), np.asarray(img.affine), tuple(int(v) for v in values))
+
+
+def relabelled(label_map: LabelMap, lookup: dict[int, int] | None) -> LabelMap:
+    """``label_map`` with merged classes (``lookup``: old value -> new value, see ``data.labels``)."""
+    if not lookup or all(k == v for k, v in lookup.items()):
+        return label_map
+    array = apply_lookup(label_map.array, lookup)
+    return LabelMap(array, label_map.affine, tuple(int(v) for v in np.unique(array)))
 
 
 def check_label_values(label_map: LabelMap, labels: dict[int, str], path: Path) -> None:

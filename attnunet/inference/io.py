@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from attnunet.data.datalist import case_id, load_cases
+from attnunet.data.dicom import dicom_series_dirs
 from attnunet.errors import AttnUNetError
 from attnunet.utils.atomic import atomic_target
 
@@ -16,25 +17,8 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def is_nifti(path: Path) -> bool:
-    return path.name.endswith(NIFTI_SUFFIXES)
-
-
-def is_dicom_file(path: Path) -> bool:
-    """DICOM Part 10 file: 128-byte preamble then ``DICM``."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-
-
-def dicom_series_dirs(folder: Path) -> list[Path]:
-    """Folders (``folder`` itself or below it) that directly hold DICOM files."""
-    found = []
-    for directory in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir())]):
-        if any(is_dicom_file(f) for f in directory.iterdir() if f.is_file()):
-            found.append(directory)
-    return found
+    """A NIfTI file name, not hidden (skips the macOS ``._*`` copies found in the MSD archives)."""
+    return path.name.endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
 def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
