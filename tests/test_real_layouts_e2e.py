@@ -68,3 +68,30 @@ def test_nih_dicom_layout_trains_with_a_persistent_cache(nih_dataset: Path, tmp_
     assert labels_of(run) == {"0": "background", "1": "pancreas"}
     cached = sorted((cache / "preprocessed").rglob("*.pt"))
     assert len(cached) == 3  # two training + one validation series, preprocessed once
+
+
+def test_paper_nih_experiment_trains_with_the_papers_settings(nih_dataset: Path, tmp_path: Path) -> None:
+    """experiment=paper_nih at toy size: z-score input, batch norm, Adam 1e-4 with step decay, Dice loss."""
+    toy = ["data.patch_size=[32,32,32]", "data.spacing=[4.0,4.0,4.0]", "model.channels=[4,8,16]", "trainer=cpu"]
+    run, _ = train(["experiment=paper_nih", f"data.root={nih_dataset}", *toy], tmp_path, tmp_path / "cache")
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["attnunet"]["preprocessing"]["normalization"] == "zscore"
+    assert ckpt["attnunet"]["model"]["norm"] == "batch"
+    assert any(k.endswith("running_mean") for k in ckpt["state_dict"])
+    hparams = ckpt["hyper_parameters"]
+    assert hparams["optimizer"]["_target_"] == "torch.optim.Adam" and hparams["optimizer"]["lr"] == 1e-4
+    assert hparams["scheduler"]["_target_"] == "torch.optim.lr_scheduler.StepLR"
+    assert hparams["loss"]["lambda_ce"] == 0.0
+
+
+def test_msd_recipe_trains_anisotropic_with_a_disk_cache(tiny_dataset: Path, tmp_path: Path) -> None:
+    toy = [
+        "data.patch_size=[32,32,16]",
+        "data.spacing=[4.0,4.0,8.0]",
+        "data.num_workers=0",
+        "model.channels=[4,8,8,8,8]",
+        "trainer=cpu",
+    ]
+    run, _ = train(["experiment=msd_pancreas", f"data.root={tiny_dataset}", *toy], tmp_path, tmp_path / "cache")
+    assert labels_of(run) == {"0": "background", "1": "pancreas", "2": "lesion"}
+    assert len(list((tmp_path / "cache" / "preprocessed").rglob("*.pt"))) == 4

@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
         preprocessing=datamodule.spec.to_dict(),
         sliding_window=OmegaConf.to_container(cfg.sliding_window, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.scheduler else None,
+        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
         channels_last=resolve_channels_last(cfg.performance.channels_last, accelerator),
     )

@@ -36,7 +36,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             ``label_dir`` and ``label_names`` locate the files as that layout needs.
         merge_labels: ``{source: target}`` label values counted as another, e.g. ``{2: 1}`` trains
             MSD's pancreas + tumour as one pancreas class; the label map shrinks accordingly.
-        spacing, orientation, intensity_window, crop_foreground: the preprocessing
+        spacing, orientation, intensity_window, normalization, crop_foreground: the preprocessing
             (see :class:`~attnunet.data.transforms.PreprocessingSpec`).
         patch_size: training patch and sliding-window size, voxels.
         batch_size: volumes per step; each gives ``samples_per_volume`` patches, so a batch is
@@ -67,6 +67,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         spacing: Sequence[float] | None = (2.0, 2.0, 2.0),
         orientation: str = "RAS",
         intensity_window: Sequence[float] = (-175.0, 250.0),
+        normalization: str = "window",
         crop_foreground: bool = True,
         patch_size: Sequence[int] = (64, 64, 64),
         batch_size: int = 1,
@@ -97,6 +98,7 @@ class SegmentationDataModule(pl.LightningDataModule):
                 "spacing": spacing,
                 "orientation": orientation,
                 "intensity_window": intensity_window,
+                "normalization": normalization,
                 "crop_foreground": crop_foreground,
             }
         )

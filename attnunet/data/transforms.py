@@ -31,6 +31,8 @@ class PreprocessingSpec:
         spacing: target voxel size in mm per RAS axis (``None`` keeps the input spacing).
         orientation: target axis codes.
         intensity_window: HU range mapped linearly to [0, 1] and clipped.
+        normalization: ``window`` (the [0, 1] window only) or ``zscore`` (then zero mean, unit
+            variance over the body-cropped volume, as Oktay et al. 2018 normalise CT).
         crop_foreground: crop to the body (voxels above ``body_threshold_hu``) plus ``margin``.
         body_threshold_hu: HU above which a voxel counts as body, not air.
         margin: voxels kept around the body box.
@@ -39,6 +41,7 @@ class PreprocessingSpec:
     spacing: tuple[float, ...] | None = (2.0, 2.0, 2.0)
     orientation: str = "RAS"
     intensity_window: tuple[float, float] = (-175.0, 250.0)
+    normalization: str = "window"
     crop_foreground: bool = True
     body_threshold_hu: float = -500.0
     margin: int = 4
@@ -47,6 +50,8 @@ class PreprocessingSpec:
         lo, hi = self.intensity_window
         if not lo < hi:
             raise ValueError(f"intensity_window must be (low, high) with low < high, got {self.intensity_window}")
+        if self.normalization not in ("window", "zscore"):
+            raise ValueError(f"normalization must be window or zscore, got {self.normalization!r}")
         if self.spacing is not None and any(s <= 0 for s in self.spacing):
             raise ValueError(f"spacing must be positive, got {self.spacing}")
 
@@ -57,6 +62,7 @@ class PreprocessingSpec:
             spacing=None if spacing is None else tuple(float(s) for s in spacing),
             orientation=str(d.get("orientation", "RAS")),
             intensity_window=tuple(float(v) for v in d.get("intensity_window", (-175.0, 250.0))),  # type: ignore[arg-type]
+            normalization=str(d.get("normalization", "window")),
             crop_foreground=bool(d.get("crop_foreground", True)),
             body_threshold_hu=float(d.get("body_threshold_hu", -500.0)),
             margin=int(d.get("margin", 4)),
@@ -228,6 +234,8 @@ def preprocessing(
         )
     lo, hi = spec.intensity_window
     steps.append(mt.ScaleIntensityRanged(keys[0], a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True))
+    if spec.normalization == "zscore":
+        steps.append(mt.NormalizeIntensityd(keys[0]))
     steps.append(mt.EnsureTyped(keys[0], dtype=torch.float32))
     if len(keys) > 1:
         steps.append(mt.EnsureTyped(keys[1:], dtype=torch.uint8))
