@@ -163,7 +163,14 @@ class SegmentationDataModule(pl.LightningDataModule):
             # parts (padded by repeats so every rank runs the same number of steps), validation
             # cases dealt out without repeats (Dice is summed over ranks, see the module).
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-            train = partition_dataset(train, num_partitions=world, shuffle=True, seed=self.split_seed)[rank]
+            if len(val) < world:
+                raise AttnUNetError(
+                    f"{len(val)} validation cases for {world} processes; each needs at least one "
+                    "(raise data.val_fraction or use fewer devices)"
+                )
+            train = partition_dataset(
+                train, num_partitions=world, shuffle=True, seed=self.split_seed, even_divisible=True
+            )[rank]
             val = val[rank::world]
             self.partitioned = True
         base = self.base_transforms()
