@@ -10,6 +10,8 @@ import torch
 
 from attnunet.data import transforms
 from attnunet.data.datamodule import SegmentationDataModule
+from attnunet.data.synthetic import write_dataset
+from attnunet.errors import AttnUNetError
 
 
 @pytest.fixture
@@ -89,15 +91,16 @@ def test_unwritable_cache_dir_is_a_clear_error(tiny_dataset: Path, tmp_path: Pat
         datamodule(tiny_dataset, blocker / "cache")
 
 
-def test_each_ddp_rank_loads_only_its_share(tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_ddp_rank_loads_only_its_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Training cases are split into equal parts (padded), validation cases dealt out without repeats,
     and Lightning's sampler cannot split them a second time."""
+    write_dataset(tmp_path / "ds", num_cases=5, seed=1)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     shares = []
     for rank in (0, 1):
         monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
-        dm = SegmentationDataModule(root=str(tiny_dataset), val_fraction=0.25, cache="none", num_workers=0)
+        dm = SegmentationDataModule(root=str(tmp_path / "ds"), val_fraction=0.4, cache="none", num_workers=0)
         dm.setup()
         assert dm.train_set is not None and dm.val_set is not None
         train = [c["case_id"] for c in dm.train_set.data]
@@ -107,7 +110,11 @@ def test_each_ddp_rank_loads_only_its_share(tiny_dataset: Path, monkeypatch: pyt
         assert loader.sampler.num_replicas == 1 and len(loader.sampler) == len(train)
         shares.append((train, val))
     all_train, all_val = (sorted(c["case_id"] for c in part) for part in dm.split())
-    assert len(all_train) == 3 and len(all_val) == 1
+    assert len(all_train) == 3 and len(all_val) == 2
     assert len(shares[0][0]) == len(shares[1][0]) == 2  # 3 cases: one repeated so both ranks run 2 steps
     assert set(shares[0][0] + shares[1][0]) == set(all_train)
-    assert shares[0][1] + shares[1][1] == all_val  # validation: no repeats, rank 1 has none
+    assert sorted(shares[0][1] + shares[1][1]) == all_val and len(shares[0][1]) == 1  # no repeats
+
+    too_few = SegmentationDataModule(root=str(tmp_path / "ds"), val_fraction=0.2, cache="none", num_workers=0)
+    with pytest.raises(AttnUNetError, match="1 validation cases for 2 processes"):
+        too_few.setup()

@@ -66,7 +66,7 @@ def test_real_ct_is_reoriented_resampled_cropped_and_windowed(tmp_path: Path) ->
         ("4d", "expected a 3D volume"),
         ("label_value", "outside the label map"),
         ("float_label", "non-integer"),
-        ("shape", "label shape"),
+        ("shape", "label grid"),
         ("affine", "label affine"),
     ],
 )
