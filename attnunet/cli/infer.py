@@ -30,6 +30,7 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
         tta=cfg.tta,
         largest_component=cfg.largest_component,
         attention=attention,
+        channels_last=cfg.get("channels_last", "auto"),
     )
     return Predictor(model, settings)
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
+from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from attnunet.data.transforms import PreprocessingSpec
 from attnunet.errors import AttnUNetError
 from attnunet.inference.sliding_window import SlidingWindowSpec
 from attnunet.models.attention_unet import AttentionUNet
 from attnunet.models.factory import build_model
-from attnunet.training.module import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 
 NET_PREFIX = "net."
 

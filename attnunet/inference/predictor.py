@@ -15,7 +15,9 @@ from monai.data import MetaTensor
 from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import as_user_error
 from attnunet.inference.checkpoint import LoadedModel
+from attnunet.inference.regrid import to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
+from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import has_fast_bf16
 
 PRED = "pred"
@@ -32,6 +34,8 @@ class PredictorSettings:
         tta: average the softmax over all 8 axis-flip combinations.
         largest_component: keep only the largest connected component of each label.
         attention: also return the gate maps (alpha) on the input grid.
+        channels_last: run the network in channels-last memory format (``auto``: yes; measured
+            faster for inference on CPU, bf16 and fp32, and on CUDA for tensor cores).
     """
 
     device: str = "auto"
@@ -41,6 +45,7 @@ class PredictorSettings:
     tta: bool = False
     largest_component: bool = False
     attention: bool = False
+    channels_last: bool | str = "auto"
 
 
 @dataclass
@@ -60,7 +65,10 @@ class Predictor:
         self.model = model
         self.settings = settings or PredictorSettings()
         self.device = _device(self.settings.device)
-        self.net = model.net.to(self.device).eval()
+        wanted = self.settings.channels_last in ("auto", True) and model.net.spatial_dims == 3
+        fmt = torch.channels_last_3d if wanted else torch.contiguous_format
+        # Channels-last weights make oneDNN/cuDNN produce channels-last activations throughout.
+        self.net = model.net.to(self.device, memory_format=fmt).eval()
         base = model.sliding_window
         self.window = SlidingWindowSpec(
             roi_size=base.roi_size,
@@ -86,7 +94,7 @@ class Predictor:
         with torch.inference_mode(), self._autocast():
             probs, maps = self._probabilities(x)
         back = self._to_input_grid(image, probs[0])
-        labels = back.argmax(0, keepdim=True)
+        labels = argmax_channels(back, 0)[None]
         if self.settings.largest_component and len(self.model.labels) > 1:
             labels = self.keep_largest(labels)
         attention = {name: self._to_input_grid(image, alpha[0])[0].numpy() for name, alpha in maps.items()}
@@ -113,7 +121,13 @@ class Predictor:
         return probs.cpu(), {k: v.float().cpu() for k, v in maps.items()}
 
     def _to_input_grid(self, image: MetaTensor, volume: torch.Tensor) -> torch.Tensor:
-        """Undo crop, resampling and reorientation: ``(C, *S_net)`` -> ``(C, *S_input)``."""
+        """Undo crop, resampling and reorientation: ``(C, *S_net)`` -> ``(C, *S_input)``
+        (separable fast path; ``Invertd`` when the grids are not axis-aligned)."""
+        fast = to_input_grid(
+            volume.float(), image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"]
+        )
+        if fast is not None:
+            return fast
         pred = MetaTensor(volume, meta=dict(image.meta))
         return self.invert({IMAGE: image, PRED: pred})[PRED].float()
 

@@ -13,12 +13,10 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.metrics import compute_dice
 
 import attnunet
+from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from attnunet.data.transforms import IMAGE, LABEL
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
 from attnunet.models.factory import build_model
-
-CHECKPOINT_KEY = "attnunet"
-CHECKPOINT_FORMAT = 1
 
 
 class SegmentationModule(pl.LightningModule):

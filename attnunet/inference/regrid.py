@@ -1,0 +1,70 @@
+"""Network grid -> input grid by separable linear interpolation.
+
+Preprocessing only reorients (axis permutation and flips), resamples along the axes and crops, so
+the map from input voxels to network voxels is axis-aligned: every input axis is a scaled and
+shifted network axis. Undoing it is then three 1-D interpolations. MONAI's ``Invertd`` undoes the
+same chain with a dense ``affine_grid`` + ``grid_sample`` over the full input grid, which for a
+512x512x240 CT took 2.7 s per channel and 0.75 GB for the grid on this project's 2-core CPU; the
+separable form takes a fraction of that and needs no grid. ``Invertd`` remains the path for
+anything that is not axis-aligned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+AXIS_TOLERANCE = 1e-6
+
+
+def axis_map(net_affine: np.ndarray, input_affine: np.ndarray) -> list[tuple[int, float, float]] | None:
+    """For each input axis ``a``: ``(q, scale, offset)`` with network coordinate along axis ``q`` =
+    ``scale * i_a + offset``; ``None`` when the two grids are not axis-aligned to each other."""
+    m = np.linalg.inv(np.asarray(net_affine, dtype=np.float64)) @ np.asarray(input_affine, dtype=np.float64)
+    block = m[:3, :3]
+    big = np.abs(block) > AXIS_TOLERANCE * max(1.0, float(np.abs(block).max()))
+    if not (big.sum(0) == 1).all() or not (big.sum(1) == 1).all():
+        return None
+    mapping = []
+    for a in range(3):
+        q = int(np.flatnonzero(big[:, a])[0])
+        mapping.append((q, float(block[q, a]), float(m[q, 3])))
+    return mapping
+
+
+def _interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of ``volume`` along ``dim`` at fractional ``coords`` (edge values beyond)."""
+    n = volume.shape[dim]
+    coords = coords.clamp(0, n - 1)
+    lower = coords.floor().long()
+    upper = (lower + 1).clamp(max=n - 1)
+    shape = [1] * volume.ndim
+    shape[dim] = -1
+    weight = (coords - lower).to(volume.dtype).reshape(shape)
+    low = volume.index_select(dim, lower)
+    return low.add_(volume.index_select(dim, upper).sub_(low).mul_(weight))
+
+
+def to_input_grid(
+    volume: torch.Tensor, net_affine: np.ndarray, input_affine: np.ndarray, input_shape: Sequence[int]
+) -> torch.Tensor | None:
+    """Resample ``volume`` ``(C, *S_net)`` onto the input grid ``(C, *input_shape)``.
+
+    Values beyond the network grid (air cropped away, sub-voxel margins) take the nearest edge
+    value, so probabilities still sum to one there. Returns ``None`` when the grids are not
+    axis-aligned (the caller then uses ``Invertd``).
+    """
+    mapping = axis_map(net_affine, input_affine)
+    if mapping is None:
+        return None
+    out = volume
+    # Shrinking passes first keeps the intermediate volumes small.
+    order = sorted(range(3), key=lambda a: input_shape[a] / volume.shape[1 + mapping[a][0]])
+    for a in order:
+        q, scale, offset = mapping[a]
+        coords = torch.arange(int(input_shape[a]), dtype=torch.float64) * scale + offset
+        out = _interpolate_axis(out, 1 + q, coords)
+    # Network axis q now holds input axis a with mapping[a][0] == q; put the axes in input order.
+    return out.permute(0, *(1 + mapping[a][0] for a in range(3))).contiguous()
