@@ -4,11 +4,15 @@
     python scripts/benchmark.py --patch 64 --volume 160 160 96 --json results.json
 
 Every configuration runs in its own subprocess so that peak memory (RSS, or CUDA max allocated) is
-its own. Rows: MONAI ``AttentionUnet`` fp32 (the reference), attnunet fp32, attnunet fp32 without the
-malloc tuning, attnunet bf16 autocast (+ channels-last on CUDA). Columns: forward latency of one
-``1x1xP^3`` patch, one training step (batch 2, AdamW, Dice+CE), a Gaussian sliding window over a full
-volume (roi P, overlap 0.25), peak memory, and voxel agreement of the argmax with attnunet's own fp32
-output on the same input. Ratios are against the reference measured in the same run.
+its own. Rows: MONAI ``AttentionUnet`` fp32 (the reference) and bf16 (matched precision), attnunet
+fp32, attnunet fp32 without the malloc tuning, attnunet bf16 autocast. attnunet rows use the
+product's own memory formats: channels-last for inference (CPU and CUDA) and for CUDA training,
+contiguous for CPU training (measured faster there). Columns: forward latency of one ``1x1xP^3``
+patch, one training step (batch 2, AdamW, Dice+CE), a Gaussian sliding window over a full volume
+(roi P, overlap 0.25), peak memory, and voxel agreement of the argmax with attnunet's own fp32
+output on the same input. Ratios are against the reference measured in the same run. Also printed:
+forward FLOPs per patch of each network and the machine's measured matmul peak (fp32 and bf16), so
+the achieved fraction of peak can be read off.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 CONFIGS = {
     "monai_fp32": {"net": "monai", "bf16": False, "malloc": True},
+    "monai_bf16": {"net": "monai", "bf16": True, "malloc": True},
     "attnunet_fp32": {"net": "attnunet", "bf16": False, "malloc": True},
     "attnunet_fp32_no_malloc_tuning": {"net": "attnunet", "bf16": False, "malloc": False},
     "attnunet_bf16": {"net": "attnunet", "bf16": True, "malloc": True},
@@ -70,13 +75,16 @@ def worker(config: str, args: argparse.Namespace) -> dict:
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     net = build(spec["net"]).to(device)
-    channels_last = cuda and spec["bf16"]
-    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
+    ours = spec["net"] == "attnunet"
+    # attnunet as the product runs it: channels-last inference everywhere, channels-last training on
+    # CUDA only. MONAI's model as its users run it: contiguous, except bf16 on CUDA.
+    infer_fmt = torch.channels_last_3d if ours or (cuda and spec["bf16"]) else torch.contiguous_format
+    train_fmt = torch.channels_last_3d if cuda and (ours or spec["bf16"]) else torch.contiguous_format
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec["bf16"])
     gen = torch.Generator().manual_seed(1)
     p = args.patch
-    patch = torch.rand(1, 1, p, p, p, generator=gen).to(device).contiguous(memory_format=fmt)
+    net = net.to(memory_format=infer_fmt)
+    patch = torch.rand(1, 1, p, p, p, generator=gen).to(device).contiguous(memory_format=infer_fmt)
     volume = torch.load(args.volume_file, weights_only=True).to(device)
 
     net.eval()
@@ -92,9 +100,10 @@ def worker(config: str, args: argparse.Namespace) -> dict:
     argmax = held["logits"].float().argmax(1).cpu()
 
     net.train()
+    net = net.to(memory_format=train_fmt)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimiser = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    batch = torch.rand(2, 1, p, p, p, generator=gen).to(device).contiguous(memory_format=fmt)
+    batch = torch.rand(2, 1, p, p, p, generator=gen).to(device).contiguous(memory_format=train_fmt)
     target = (torch.rand(2, 1, p, p, p, generator=gen) > 0.9).float().to(device)
 
     def step() -> None:
@@ -134,6 +143,7 @@ def main() -> None:
 
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": {}}
+    results["gflop_per_patch"] = {net: forward_gflop(net, args.patch) for net in ("monai", "attnunet")}
     if torch.cuda.is_available():
         results["cuda_device"] = torch.cuda.get_device_name()
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,9 +176,46 @@ def main() -> None:
                     mine = torch.load(Path(tmp) / f"{config}.pt")
                     rows[config]["argmax_agreement"] = float((mine == ref).float().mean())
             results["rows"][device] = rows
+            results.setdefault("peak_gflops", {})[device] = {dt: matmul_peak(device, dt) for dt in ("fp32", "bf16")}
             print_table(device, rows, args)
+            print_efficiency(device, rows, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def forward_gflop(name: str, patch: int) -> float:
+    """Forward FLOPs (GFLOP) of one ``1x1xP^3`` patch, counted by torch's FLOP counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = build(name).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 1, patch, patch, patch))
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_peak(device: str, dtype: str) -> float:
+    """Measured GFLOP/s of a large square matmul: the practical peak of this device and precision."""
+    import torch
+
+    n = 4096 if device == "cuda" else 2048
+    kind = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a, b = (torch.rand(n, n, device=device).to(kind) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    seconds = timed(lambda: a @ b, 5, sync)
+    return 2 * n**3 / seconds / 1e9
+
+
+def print_efficiency(device: str, rows: dict, results: dict) -> None:
+    peak = results["peak_gflops"][device]
+    print(f"\n{device}: measured matmul peak {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
+    for name, r in rows.items():
+        net, dtype = name.split("_")[0], "bf16" if name.endswith("bf16") else "fp32"
+        achieved = results["gflop_per_patch"][net] / r["forward_s"]
+        print(
+            f"- {name}: {results['gflop_per_patch'][net]:.1f} GFLOP per patch, forward {achieved:.0f} GFLOP/s "
+            f"= {100 * achieved / peak[dtype]:.0f}% of the {dtype} peak"
+        )
 
 
 def print_table(device: str, rows: dict, args: argparse.Namespace) -> None:
