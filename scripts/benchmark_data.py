@@ -14,6 +14,7 @@ import argparse
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     keep_freed_memory()
+    warnings.filterwarnings("ignore")  # self.log outside a Trainer, MONAI deprecations
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="attnunet-data-bench-"))
     root = work / "data"
