@@ -31,6 +31,7 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
         largest_component=cfg.largest_component,
         attention=attention,
         channels_last=cfg.get("channels_last", "auto"),
+        compile=bool(cfg.get("compile", False)),
     )
     return Predictor(model, settings)
 

@@ -36,6 +36,7 @@ class PredictorSettings:
         attention: also return the gate maps (alpha) on the input grid.
         channels_last: run the network in channels-last memory format (``auto``: yes; measured
             faster for inference on CPU, bf16 and fp32, and on CUDA for tensor cores).
+        compile: run the network through ``torch.compile`` (measured slower on CPU).
     """
 
     device: str = "auto"
@@ -46,6 +47,7 @@ class PredictorSettings:
     largest_component: bool = False
     attention: bool = False
     channels_last: bool | str = "auto"
+    compile: bool = False
 
 
 @dataclass
@@ -69,6 +71,8 @@ class Predictor:
         fmt = torch.channels_last_3d if wanted else torch.contiguous_format
         # Channels-last weights make oneDNN/cuDNN produce channels-last activations throughout.
         self.net = model.net.to(self.device, memory_format=fmt).eval()
+        if self.settings.compile:
+            self.net.compile()
         base = model.sliding_window
         self.window = SlidingWindowSpec(
             roi_size=base.roi_size,

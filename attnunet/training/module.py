@@ -17,6 +17,7 @@ from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from attnunet.data.transforms import IMAGE, LABEL
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
 from attnunet.models.factory import build_model
+from attnunet.utils.channels import argmax_channels
 
 
 class SegmentationModule(pl.LightningModule):
@@ -33,6 +34,8 @@ class SegmentationModule(pl.LightningModule):
         loss: ``lambda_dice``, ``lambda_ce`` and ``deep_supervision_weights`` (``exp`` halves
             the weight per coarser level, ``same`` weights all equally).
         channels_last: run the network in channels-last memory format.
+        compile: run the network through ``torch.compile`` (training step and sliding window);
+            state-dict keys are unchanged. Off by default: measured slower on CPU (see docs).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class SegmentationModule(pl.LightningModule):
         scheduler: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -63,6 +67,12 @@ class SegmentationModule(pl.LightningModule):
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         if channels_last:
             self.net = self.net.to(memory_format=self.memory_format)
+        # Module.compile keeps parameter names (checkpoints stay loadable); forward_detailed, which
+        # training calls for the deep-supervision outputs, is compiled as a function of its own.
+        self._forward_detailed = self.net.forward_detailed
+        if compile:
+            self.net.compile()
+            self._forward_detailed = torch.compile(self.net.forward_detailed)
         num_fg = len(self.labels) - 1
         self.register_buffer("_dice_sum", torch.zeros(num_fg, dtype=torch.float64), persistent=False)
         self.register_buffer("_dice_count", torch.zeros(num_fg, dtype=torch.float64), persistent=False)
@@ -75,7 +85,7 @@ class SegmentationModule(pl.LightningModule):
         x = batch[IMAGE]
         if x.ndim == 5:
             x = x.contiguous(memory_format=self.memory_format)
-        out = self.net.forward_detailed(x)
+        out = self._forward_detailed(x)
         target = batch[LABEL].float()
         loss = self.loss([out.logits.float(), *(a.float() for a in out.aux_logits)], target)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
@@ -87,7 +97,7 @@ class SegmentationModule(pl.LightningModule):
         image, label = as_plain_tensor(batch[IMAGE]), as_plain_tensor(batch[LABEL])
         logits = predict_logits(self.net, image, self.window)
         num_classes = len(self.labels)
-        pred = F.one_hot(logits.argmax(1), num_classes).movedim(-1, 1)
+        pred = F.one_hot(argmax_channels(logits, 1), num_classes).movedim(-1, 1)
         ref = F.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
         dice = compute_dice(pred, ref, include_background=False, ignore_empty=True)  # (B, K-1), NaN: empty ref
         valid = ~torch.isnan(dice)
