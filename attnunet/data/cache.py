@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import monai
 from monai.data import CacheDataset, Dataset, PersistentDataset
 
 from attnunet.errors import AttnUNetError
+from attnunet.utils.folders import writable_folder
 
 CACHE_MODES = ("memory", "disk", "none")
 CACHE_FORMAT = 1
@@ -71,11 +71,6 @@ def cached_dataset(
     if mode == "disk":
         if cache_dir is None:
             raise AttnUNetError("data.cache=disk needs data.cache_dir")
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise AttnUNetError(f"cannot create the cache folder ({e.strerror})", cache_dir) from None
-        if not os.access(cache_dir, os.W_OK):
-            raise AttnUNetError("cache folder is not writable", cache_dir)
+        writable_folder(cache_dir, "the cache folder")
         return PersistentDataset(cases, transform, cache_dir=cache_dir, hash_func=file_signature)
     return Dataset(cases, transform)

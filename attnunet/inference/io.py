@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -12,6 +11,7 @@ from attnunet.data.datalist import case_id, load_cases
 from attnunet.data.dicom import dicom_series_dirs
 from attnunet.errors import AttnUNetError
 from attnunet.utils.atomic import atomic_target
+from attnunet.utils.folders import writable_folder
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -50,16 +50,7 @@ def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
 
 def prepare_output_dir(output_dir: str | Path) -> Path:
     """Create ``output_dir``; a clear error when it is a file or cannot be written."""
-    out = Path(output_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise AttnUNetError("output_dir exists and is not a folder", out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise AttnUNetError(f"cannot create output_dir ({e.strerror})", out) from None
-    if not os.access(out, os.W_OK):
-        raise AttnUNetError("output_dir is not writable", out)
-    return out
+    return writable_folder(output_dir, "output_dir")
 
 
 def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs: set[Path]) -> None:
