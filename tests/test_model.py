@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import AttentionUNet, count_parameters
 from attnunet.models.factory import build_model
+from attnunet.models.layers import norm_nd
 
 SMALL = (4, 8, 16, 32)
 
@@ -102,3 +104,15 @@ def test_factory_builds_only_known_models() -> None:
         build_model({"name": "os.system"})
     with pytest.raises(AttnUNetError, match="bad model settings"):
         build_model({"name": "attention_unet", "no_such_argument": 1})
+
+
+def test_instance_norm_is_computed_as_group_norm_with_identical_results_and_keys() -> None:
+    norm = norm_nd("instance", 3, 8)
+    reference = nn.InstanceNorm3d(8, affine=True)
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 1.5)
+        reference.bias.uniform_(-0.5, 0.5)
+    norm.load_state_dict(reference.state_dict())  # checkpoints from InstanceNorm3d load unchanged
+    x = torch.randn(2, 8, 6, 5, 4) * 3 + 1
+    assert torch.allclose(norm(x), reference(x), atol=1e-5)
+    assert torch.allclose(norm(x.contiguous(memory_format=torch.channels_last_3d)), reference(x), atol=1e-5)

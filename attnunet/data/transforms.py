@@ -2,7 +2,8 @@
 
 A :class:`PreprocessingSpec` is plain data stored in every checkpoint; :func:`preprocessing`
 turns it into MONAI dictionary transforms. Inference composes the same list and inverts it with
-``monai.transforms.Invertd`` to put predictions back on the input grid.
+the recorded operations to put predictions back on the input grid (``inference/regrid.py``, or
+``monai.transforms.Invertd`` where that does not apply).
 """
 
 from __future__ import annotations
