@@ -12,6 +12,7 @@ import pytest
 import torch
 from monai import transforms as mt
 
+from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.data.dicom import write_series
 from attnunet.data.labels import merge_labels
 from attnunet.data.layouts import discover
@@ -155,3 +156,8 @@ def test_dicom_series_writer_round_trips_geometry(tiny_dataset: Path, tmp_path: 
     canonical = nib.as_closest_canonical(nib.load(image_path))
     assert tuple(loaded.shape) == canonical.shape
     assert np.allclose(np.asarray(loaded.affine), canonical.affine, atol=1e-3)
+
+
+def test_dataset_json_may_be_an_absolute_path_elsewhere(tiny_dataset: Path, tmp_path: Path) -> None:
+    dm = SegmentationDataModule(root=str(tmp_path), dataset_json=str(tiny_dataset / "dataset.json"))
+    assert len(dm.case_list.cases) == 4 and dm.case_list.source == tiny_dataset / "dataset.json"

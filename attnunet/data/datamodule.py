@@ -132,7 +132,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         """Every labelled case with the dataset's own label map (read once, after
         :meth:`prepare_data` has made sure the dataset exists)."""
         return discover(
-            self.layout, self.root, self.dataset_json.name, self.image_dir, self.label_dir, self.label_names
+            self.layout, self.root, str(self.dataset_json), self.image_dir, self.label_dir, self.label_names
         )
 
     @functools.cached_property

@@ -138,6 +138,8 @@ def _folder(image_dir: Path, label_dir: Path, labels: LabelNames) -> CaseList:
 def _nih(image_root: Path, label_dir: Path, labels: LabelNames) -> CaseList:
     """NIH Pancreas-CT as TCIA distributes it: ``.../PANCREAS_0001/<study>/<series>/*.dcm`` and
     ``label0001.nii.gz``; patient and label are matched by number."""
+    if not image_root.is_dir():
+        raise AttnUNetError("folder does not exist", image_root)
     label_files = {int(m.group(1)): p for p in _files(label_dir, "*.nii*") if (m := NIH_LABEL.search(p.name))}
     patients = sorted(p for p in [image_root, *image_root.rglob("*")] if p.is_dir() and NIH_PATIENT.search(p.name))
     if not patients:
