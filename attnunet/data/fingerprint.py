@@ -20,15 +20,7 @@ import numpy as np
 from monai import transforms as mt
 
 from attnunet.data.datalist import Case
-from attnunet.data.transforms import (
-    IMAGE,
-    LABEL,
-    BodyMask,
-    InspectHeaderd,
-    PreprocessingSpec,
-    SameGridd,
-    ValidateVolumed,
-)
+from attnunet.data.transforms import IMAGE, LABEL, BodyMask, PreprocessingSpec, loading
 from attnunet.errors import as_user_error
 from attnunet.utils.geometry import voxel_spacing
 
@@ -51,17 +43,7 @@ def fingerprint_cases(cases: list[Case], num_labels: int, seed: int = 0) -> Fing
     """Load every pair through the same checks as training; collect statistics of the good ones
     (spacings and shapes in RAS axis order, as ``data.spacing`` and ``data.patch_size`` are given)."""
     keys = [IMAGE, LABEL]
-    load = mt.Compose(
-        [
-            InspectHeaderd(keys),
-            mt.LoadImaged(keys, image_only=True),
-            ValidateVolumed(keys, num_labels),
-            mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
-            mt.Orientationd(keys, axcodes="RAS", labels=None),
-            SameGridd(keys),
-            mt.SqueezeDimd(keys, dim=0),
-        ]
-    )
+    load = mt.Compose([*loading(keys, "RAS", num_labels), mt.SqueezeDimd(keys, dim=0)])
     rng = np.random.default_rng(seed)
     fp = Fingerprint()
     for case in cases:

@@ -190,6 +190,37 @@ def _affine(t: Any) -> np.ndarray:
     return np.asarray(getattr(t, "affine", np.eye(4)), dtype=np.float64)
 
 
+def loading(
+    keys: Sequence[str],
+    orientation: str,
+    num_labels: int | None = None,
+    label_lookup: dict[int, int] | None = None,
+) -> list[mt.MapTransform]:
+    """Inspect header -> load -> validate -> merge labels -> channel first -> reorient -> same grid.
+
+    The first steps of :func:`preprocessing`, also used on their own where raw HU on the input's
+    own spacing are wanted (the dataset fingerprint). Output: ``(1, X, Y, Z)`` MetaTensors in
+    ``orientation``, image in HU, labels checked against ``num_labels`` and relabelled by
+    ``label_lookup`` when it merges classes.
+    """
+    keys = list(keys)
+    steps: list[mt.MapTransform] = [
+        InspectHeaderd(keys),
+        mt.LoadImaged(keys, image_only=True),
+        ValidateVolumed(keys, num_labels),
+    ]
+    if label_lookup and len(keys) > 1 and any(k != v for k, v in label_lookup.items()):
+        old, new = zip(*sorted(label_lookup.items()), strict=True)
+        steps.append(mt.MapLabelValued(keys[1:], orig_labels=list(old), target_labels=list(new)))
+    steps += [
+        mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
+        mt.Orientationd(keys, axcodes=orientation, labels=None),
+    ]
+    if len(keys) > 1:
+        steps.append(SameGridd(keys))
+    return steps
+
+
 def preprocessing(
     spec: PreprocessingSpec,
     keys: Sequence[str] = (IMAGE, LABEL),
@@ -203,24 +234,11 @@ def preprocessing(
     neighbour resampling, values checked against ``num_labels``, then relabelled by
     ``label_lookup`` when it merges classes). Output: ``image`` float32
     ``(1, X, Y, Z)`` in [0, 1] and labels ``(1, X, Y, Z)`` uint8, as MetaTensors that record the
-    applied operations (so ``Invertd`` can undo them).
+    applied operations (so inference can map predictions back to the input grid).
     """
     keys = list(keys)
     modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
-    steps: list[mt.MapTransform] = [
-        InspectHeaderd(keys),
-        mt.LoadImaged(keys, image_only=True),
-        ValidateVolumed(keys, num_labels),
-    ]
-    if label_lookup and len(keys) > 1 and any(k != v for k, v in label_lookup.items()):
-        old, new = zip(*sorted(label_lookup.items()), strict=True)
-        steps.append(mt.MapLabelValued(keys[1:], orig_labels=list(old), target_labels=list(new)))
-    steps += [
-        mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
-        mt.Orientationd(keys, axcodes=spec.orientation, labels=None),
-    ]
-    if len(keys) > 1:
-        steps.append(SameGridd(keys))
+    steps = loading(keys, spec.orientation, num_labels, label_lookup)
     if spec.spacing is not None:
         steps.append(mt.Spacingd(keys, pixdim=spec.spacing, mode=modes))
     if spec.crop_foreground:

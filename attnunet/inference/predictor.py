@@ -104,7 +104,7 @@ class Predictor:
         attention = {name: self._to_input_grid(image, alpha[0])[0].numpy() for name, alpha in maps.items()}
         return Prediction(
             labels=labels[0].numpy().astype(np.uint8),
-            probabilities=back.numpy().astype(np.float32),
+            probabilities=back.numpy().astype(np.float32, copy=False),
             input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             attention={k: v.astype(np.float32) for k, v in attention.items()},
         )

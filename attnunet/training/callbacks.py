@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from attnunet.data.transforms import IMAGE, LABEL
 from attnunet.inference.sliding_window import predict_with_attention
 from attnunet.utils import overlays
+from attnunet.utils.channels import argmax_channels
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class AttentionMapLogger(pl.Callback):
                 label = torch.as_tensor(item[LABEL])[None].to(pl_module.device)
                 with trainer.precision_plugin.forward_context():
                     logits, alphas = predict_with_attention(pl_module.net, image, pl_module.window)
-                pred = logits.argmax(1)[0]
+                pred = argmax_channels(logits, 1)[0]
                 ct, ref = image[0, 0].float(), label[0, 0].long()
                 index = overlays.centroid_index(ref, self.axis)
                 cut = [slice(None)] * 3
