@@ -9,10 +9,11 @@ fp32, attnunet fp32 without the malloc tuning, attnunet bf16 autocast. attnunet 
 product's own memory formats: channels-last for inference (CPU and CUDA) and for CUDA training,
 contiguous for CPU training (measured faster there). Columns: forward latency of one ``1x1xP^3``
 patch, one training step (batch 2, AdamW, Dice+CE), a Gaussian sliding window over a full volume
-(roi P, overlap 0.25), peak memory, and voxel agreement of the argmax with attnunet's own fp32
-output on the same input. Ratios are against the reference measured in the same run. Also printed:
-forward FLOPs per patch of each network and the machine's measured matmul peak (fp32 and bf16), so
-the achieved fraction of peak can be read off.
+(roi P, overlap 0.25; 256x256x160 on CPU, 512x512x256 on CUDA), peak memory, and voxel agreement
+of the argmax with attnunet's own fp32 output on the same input. Ratios are against the reference
+measured in the same run. Also printed: forward FLOPs per patch of each network against the
+device's measured peak (fp32 and bf16), and the end-to-end ``attnunet-infer`` run on a full-size
+CT (``benchmark_full_ct.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark_full_ct import full_ct_benchmark, print_full_ct
+
 CONFIGS = {
     "monai_fp32": {"net": "monai", "bf16": False, "malloc": True},
     "monai_bf16": {"net": "monai", "bf16": True, "malloc": True},
@@ -34,6 +37,7 @@ CONFIGS = {
     "attnunet_bf16": {"net": "attnunet", "bf16": True, "malloc": True},
 }
 CHANNELS = (16, 32, 64, 128, 256)
+DEFAULT_VOLUME = {"cpu": (256, 256, 160), "cuda": (512, 512, 256)}  # CUDA: the issue's full-CT size
 
 
 def build(name: str):
@@ -126,7 +130,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cpu or cuda; default: both where available")
     parser.add_argument("--patch", type=int, default=96)
-    parser.add_argument("--volume", type=int, nargs=3, default=(256, 256, 160))
+    parser.add_argument("--volume", type=int, nargs=3, default=None, help="default: per device, DEFAULT_VOLUME")
+    parser.add_argument("--no-full-ct", action="store_true", help="skip the end-to-end attnunet-infer run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -147,9 +152,10 @@ def main() -> None:
     if torch.cuda.is_available():
         results["cuda_device"] = torch.cuda.get_device_name()
     with tempfile.TemporaryDirectory() as tmp:
-        volume_file = Path(tmp) / "volume.pt"
-        torch.save(torch.rand(1, 1, *args.volume, generator=torch.Generator().manual_seed(2)), volume_file)
         for device in devices:
+            volume = args.volume or DEFAULT_VOLUME[device]
+            volume_file = Path(tmp) / "volume.pt"
+            torch.save(torch.rand(1, 1, *volume, generator=torch.Generator().manual_seed(2)), volume_file)
             rows = {}
             for config in CONFIGS:
                 cmd = [
@@ -176,9 +182,12 @@ def main() -> None:
                     mine = torch.load(Path(tmp) / f"{config}.pt")
                     rows[config]["argmax_agreement"] = float((mine == ref).float().mean())
             results["rows"][device] = rows
-            results.setdefault("peak_gflops", {})[device] = {dt: matmul_peak(device, dt) for dt in ("fp32", "bf16")}
-            print_table(device, rows, args)
+            results.setdefault("peak_gflops", {})[device] = {dt: compute_peak(device, dt) for dt in ("fp32", "bf16")}
+            print_table(device, rows, args.patch, volume, args.repeats)
             print_efficiency(device, rows, results)
+            if not args.no_full_ct:
+                results.setdefault("full_ct", {})[device] = full_ct_benchmark(device)
+                print_full_ct(results["full_ct"][device])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
@@ -194,21 +203,28 @@ def forward_gflop(name: str, patch: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def matmul_peak(device: str, dtype: str) -> float:
-    """Measured GFLOP/s of a large square matmul: the practical peak of this device and precision."""
+def compute_peak(device: str, dtype: str) -> float:
+    """Practical peak GFLOP/s of this device and precision: the faster of a large square matmul and
+    a 3x3x3 convolution of 64 channels (channels-last). On AMD CPUs the matmul goes through a BLAS
+    that may not use AVX-512 while oneDNN's convolutions do, so the matmul alone understates it."""
     import torch
 
-    n = 4096 if device == "cuda" else 2048
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
-    a, b = (torch.rand(n, n, device=device).to(kind) for _ in range(2))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    seconds = timed(lambda: a @ b, 5, sync)
-    return 2 * n**3 / seconds / 1e9
+    n = 8192 if device == "cuda" else 2048
+    a, b = (torch.rand(n, n, device=device).to(kind) for _ in range(2))
+    matmul = 2 * n**3 / timed(lambda: a @ b, 5, sync)
+    side = 64 if device == "cuda" else 48
+    conv = torch.nn.Conv3d(64, 64, 3, padding=1, bias=False).to(device, kind, memory_format=torch.channels_last_3d)
+    x = torch.rand(2, 64, side, side, side, device=device).to(kind).contiguous(memory_format=torch.channels_last_3d)
+    with torch.no_grad():
+        convolution = 2 * 64 * 64 * 27 * x[:, 0].numel() / timed(lambda: conv(x), 5, sync)
+    return max(matmul, convolution) / 1e9
 
 
 def print_efficiency(device: str, rows: dict, results: dict) -> None:
     peak = results["peak_gflops"][device]
-    print(f"\n{device}: measured matmul peak {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16")
+    print(f"\n{device}: measured peak (matmul or 3x3x3 conv): {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16")
     for name, r in rows.items():
         net, dtype = name.split("_")[0], "bf16" if name.endswith("bf16") else "fp32"
         achieved = results["gflop_per_patch"][net] / r["forward_s"]
@@ -218,10 +234,9 @@ def print_efficiency(device: str, rows: dict, results: dict) -> None:
         )
 
 
-def print_table(device: str, rows: dict, args: argparse.Namespace) -> None:
+def print_table(device: str, rows: dict, patch: int, volume: tuple[int, ...], repeats: int) -> None:
     ref = rows["monai_fp32"]
-    p = args.patch
-    print(f"\n{device}: patch {p}^3, volume {'x'.join(map(str, args.volume))}, median of {args.repeats}")
+    print(f"\n{device}: patch {patch}^3, volume {'x'.join(map(str, volume))}, median of {repeats}")
     print("| configuration | forward (s) | x | train step (s) | x | sliding window (s) | x | peak MiB | argmax agree |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():

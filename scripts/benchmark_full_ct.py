@@ -1,0 +1,140 @@
+"""End to end through ``attnunet-infer`` on a full-size abdominal CT: wall time and peak RSS.
+
+    python scripts/benchmark_full_ct.py                  # 512 x 512 x 240 at 0.86 x 0.86 x 1 mm
+    python scripts/benchmark_full_ct.py --device cuda --slices 256
+
+The CT is built from the repository's real test CT (``tests/data/abdomen_ct.nii.gz``, 3 mm):
+resampled to the clinical voxel size, placed in a 512 x 512 field of air and stored the way
+scanners store it (LPS, int16), so the run pays for everything a real scan costs: decompression,
+reorientation, resampling, body crop, sliding window, the way back to the input grid and the
+compressed write. The checkpoint has the default model and preprocessing of ``attnunet-train``
+with random weights (speed does not depend on the weights). Also used by ``benchmark.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CT = REPO / "tests" / "data" / "abdomen_ct.nii.gz"
+AIR_HU = -1024
+PREPROCESSING_KEYS = ("spacing", "orientation", "intensity_window", "normalization", "crop_foreground")
+
+
+def make_full_ct(path: Path, size: tuple[int, int, int] = (512, 512, 240), spacing=(0.86, 0.86, 1.0)) -> Path:
+    """Write the test CT resampled to ``spacing`` and padded (or centre-cropped) to ``size``, LPS int16."""
+    src = nib.load(TEST_CT)
+    zoom = np.asarray(src.header.get_zooms()[:3]) / np.asarray(spacing)
+    body = ndimage.zoom(np.asarray(src.dataobj, dtype=np.float32), zoom, order=1, mode="nearest")
+    volume = np.full(size, AIR_HU, dtype=np.int16)
+    src_box, dst_box = [], []
+    for have, want in zip(body.shape, size):
+        lo_src, lo_dst = max(0, (have - want) // 2), max(0, (want - have) // 2)
+        n = min(have, want)
+        src_box.append(slice(lo_src, lo_src + n))
+        dst_box.append(slice(lo_dst, lo_dst + n))
+    volume[tuple(dst_box)] = np.clip(np.rint(body[tuple(src_box)]), -32768, 32767).astype(np.int16)
+    # RAS (as the test file) -> LPS storage: flip the first two axes, negate their affine columns;
+    # the field's centre keeps the world position of the source's centre.
+    volume = volume[::-1, ::-1].copy()
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    source_centre = src.affine @ np.append((np.asarray(src.shape[:3]) - 1) / 2, 1.0)
+    affine[:3, 3] = source_centre[:3] - affine[:3, :3] @ ((np.asarray(size) - 1) / 2)
+    nib.save(nib.Nifti1Image(volume, affine), path)
+    return path
+
+
+def make_checkpoint(path: Path) -> Path:
+    """A checkpoint of ``attnunet-train``'s default model, labels, preprocessing and window."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from attnunet.cli.common import config_dir
+    from attnunet.training.module import SegmentationModule
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        cfg = compose(config_name="train")
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    torch.manual_seed(0)
+    module = SegmentationModule(
+        model=plain["model"],
+        labels={0: "background", 1: "pancreas"},
+        preprocessing={key: plain["data"][key] for key in PREPROCESSING_KEYS},
+        sliding_window=plain["sliding_window"],
+        optimizer=plain["optimizer"],
+    )
+    torch.save({"state_dict": module.state_dict(), "attnunet": module.describe()}, path)
+    return path
+
+
+def run_infer(ckpt: Path, image: Path, output_dir: Path, device: str = "auto") -> dict:
+    """Run ``python -m attnunet infer`` as its own process: wall seconds, the per-case time it
+    reports, and that process's peak RSS (GiB)."""
+    cmd = [sys.executable, "-m", "attnunet", "infer", f"ckpt_path={ckpt}", f"input={image}"]
+    cmd += [f"output_dir={output_dir}", f"device={device}", f"hydra.run.dir={output_dir}/.hydra_run"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"attnunet infer failed:\n{output}")
+    per_case = re.findall(r": ([0-9.]+) s$", output, flags=re.MULTILINE)
+    return {
+        "process_s": wall,
+        "case_s": float(per_case[-1]) if per_case else None,
+        "peak_rss_gib": usage.ru_maxrss / 2**20,
+    }
+
+
+def full_ct_benchmark(device: str = "auto", slices: int = 240) -> dict:
+    """Build the CT and checkpoint in a temporary folder, run inference twice (the first run
+    warms the file cache and oneDNN/cuDNN's kernel choice is per process anyway), keep the second."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        image = make_full_ct(folder / "full_ct.nii.gz", size=(512, 512, slices))
+        ckpt = make_checkpoint(folder / "default.ckpt")
+        run_infer(ckpt, image, folder / "warm", device)
+        result = run_infer(ckpt, image, folder / "out", device)
+        seg = nib.load(folder / "out" / "full_ct_seg.nii.gz")
+        if seg.shape != (512, 512, slices) or not np.allclose(seg.affine, nib.load(image).affine):
+            raise RuntimeError(f"prediction is not on the input grid: {seg.shape}")
+    return {"shape": [512, 512, slices], "device": device, **result}
+
+
+def print_full_ct(result: dict) -> None:
+    shape = "x".join(map(str, result["shape"]))
+    print(f"\nattnunet-infer, {shape} CT at 0.86x0.86x1 mm, device {result['device']}")
+    print("| per case (s) | whole process (s) | peak RSS (GiB) |")
+    print("| ---: | ---: | ---: |")
+    case = "-" if result["case_s"] is None else f"{result['case_s']:.1f}"
+    print(f"| {case} | {result['process_s']:.1f} | {result['peak_rss_gib']:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--slices", type=int, default=240)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    result = full_ct_benchmark(args.device, args.slices)
+    print_full_ct(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

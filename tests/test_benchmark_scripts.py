@@ -1,0 +1,62 @@
+"""The benchmark scripts keep working: the full-size CT they build and their end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+from benchmark_full_ct import AIR_HU, TEST_CT, make_checkpoint, make_full_ct, run_infer  # noqa: E402
+
+
+def test_full_ct_is_the_test_ct_at_clinical_geometry(tmp_path: Path) -> None:
+    path = make_full_ct(tmp_path / "ct.nii.gz", size=(96, 96, 40), spacing=(4.0, 4.0, 5.0))
+    img = nib.load(path)
+    data = np.asarray(img.dataobj)
+    assert img.shape == (96, 96, 40) and data.dtype == np.int16
+    assert nib.aff2axcodes(img.affine) == ("L", "P", "S")  # stored as scanners store it
+    assert np.allclose(np.abs(np.diag(img.affine)[:3]), (4.0, 4.0, 5.0))
+    # the field around the body is air; the body itself has soft-tissue values
+    assert (data[:2] == AIR_HU).all() and (data[:, :2] == AIR_HU).all()
+    assert np.median(data[40:56, 40:56, 15:25]) > -200
+    # the centre of the field holds the centre of the source CT (RAS world coordinates agree)
+    src = nib.load(TEST_CT)
+    centre = img.affine @ np.array([47.5, 47.5, 19.5, 1.0])
+    src_voxel = np.linalg.inv(src.affine) @ centre
+    assert np.all(np.abs(src_voxel[:3] - (np.asarray(src.shape) - 1) / 2) < 3)
+
+
+@pytest.mark.slow
+def test_end_to_end_infer_run_reports_time_and_memory(tmp_path: Path) -> None:
+    image = make_full_ct(tmp_path / "ct.nii.gz", size=(64, 64, 24), spacing=(6.0, 6.0, 6.0))
+    ckpt = make_checkpoint(tmp_path / "default.ckpt")
+    result = run_infer(ckpt, image, tmp_path / "out", device="cpu")
+    assert (tmp_path / "out" / "ct_seg.nii.gz").is_file()
+    assert result["process_s"] > 0 and result["case_s"] is not None and result["case_s"] <= result["process_s"]
+    assert 0.1 < result["peak_rss_gib"] < 16
+
+
+@pytest.mark.slow
+def test_model_benchmark_prints_ratios_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPTS / "benchmark.py"), "--device", "cpu", "--patch", "32"]
+    cmd += ["--volume", "40", "40", "36", "--repeats", "1", "--no-full-ct", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| monai_fp32 | " in proc.stdout and "| attnunet_bf16 | " in proc.stdout
+    results = json.loads(out.read_text())
+    rows = results["rows"]["cpu"]
+    assert set(rows) >= {"monai_fp32", "monai_bf16", "attnunet_fp32", "attnunet_bf16"}
+    assert rows["attnunet_fp32"]["argmax_agreement"] == 1.0  # its own reference
+    assert 0.5 < rows["attnunet_bf16"]["argmax_agreement"] <= 1.0
+    assert all(r["forward_s"] > 0 and r["train_step_s"] > 0 and r["peak_mib"] > 0 for r in rows.values())
+    assert results["gflop_per_patch"]["attnunet"] > results["gflop_per_patch"]["monai"] > 0
+    assert results["peak_gflops"]["cpu"]["fp32"] > 0
