@@ -9,11 +9,12 @@ fp32, attnunet fp32 without the malloc tuning, attnunet bf16 autocast. attnunet 
 product's own memory formats: channels-last for inference (CPU and CUDA) and for CUDA training,
 contiguous for CPU training (measured faster there). Columns: forward latency of one ``1x1xP^3``
 patch, one training step (batch 2, AdamW, Dice+CE), a Gaussian sliding window over a full volume
-(roi P, overlap 0.25; 256x256x160 on CPU, 512x512x256 on CUDA), peak memory, and voxel agreement
-of the argmax with attnunet's own fp32 output on the same input. Ratios are against the reference
-measured in the same run. Also printed: forward FLOPs per patch of each network against the
-device's measured peak (fp32 and bf16), and the end-to-end ``attnunet-infer`` run on a full-size
-CT (``benchmark_full_ct.py``).
+(roi P, overlap 0.25) over the real test CT resized to 256x256x160 on CPU, 512x512x256 on CUDA,
+peak memory, and voxel agreement of the argmax with attnunet's own fp32 output on the same input
+(random weights: near-ties dominate it; ``--ckpt`` gives the full-CT run trained weights). Ratios
+are against the reference measured in the same run. Also printed: forward FLOPs per patch of each
+network against the device's measured peak (fp32 and bf16), and the end-to-end ``attnunet-infer``
+run on a full-size CT (``benchmark_full_ct.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark_full_ct import full_ct_benchmark, print_full_ct
+from benchmark_full_ct import TEST_CT, full_ct_benchmark, print_full_ct
 
 CONFIGS = {
     "monai_fp32": {"net": "monai", "bf16": False, "malloc": True},
@@ -132,7 +133,8 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=96)
     parser.add_argument("--volume", type=int, nargs=3, default=None, help="default: per device, DEFAULT_VOLUME")
     parser.add_argument("--no-full-ct", action="store_true", help="skip the end-to-end attnunet-infer run")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ckpt", type=Path, default=None, help="trained checkpoint for the full-CT run")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--volume-file", default=None, help=argparse.SUPPRESS)
@@ -147,15 +149,16 @@ def main() -> None:
     import torch
 
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": {}}
+    results: dict = {"machine": machine_description(), "torch": torch.__version__, "rows": {}}
     results["gflop_per_patch"] = {net: forward_gflop(net, args.patch) for net in ("monai", "attnunet")}
     if torch.cuda.is_available():
         results["cuda_device"] = torch.cuda.get_device_name()
+    print(f"machine: {results['machine']}; torch {torch.__version__}; cuda: {results.get('cuda_device', 'none')}")
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
             volume = args.volume or DEFAULT_VOLUME[device]
             volume_file = Path(tmp) / "volume.pt"
-            torch.save(torch.rand(1, 1, *volume, generator=torch.Generator().manual_seed(2)), volume_file)
+            torch.save(ct_volume(volume), volume_file)
             rows = {}
             for config in CONFIGS:
                 cmd = [
@@ -186,10 +189,37 @@ def main() -> None:
             print_table(device, rows, args.patch, volume, args.repeats)
             print_efficiency(device, rows, results)
             if not args.no_full_ct:
-                results.setdefault("full_ct", {})[device] = full_ct_benchmark(device)
+                results.setdefault("full_ct", {})[device] = full_ct_benchmark(device, ckpt=args.ckpt)
                 print_full_ct(results["full_ct"][device])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def ct_volume(shape: tuple[int, ...]):
+    """The real test CT, HU window [-175, 250] -> [0, 1] as the default preprocessing, resized to
+    ``shape``: ``(1, 1, *shape)`` float32. Real anatomy rather than noise, so the argmax agreement
+    is not dominated by near-ties that a noise input produces everywhere."""
+    import nibabel as nib
+    import torch
+    import torch.nn.functional as F
+
+    hu = torch.from_numpy(nib.load(TEST_CT).get_fdata(dtype="float32"))
+    windowed = ((hu + 175.0) / 425.0).clamp(0.0, 1.0)
+    return F.interpolate(windowed[None, None], size=tuple(shape), mode="trilinear", align_corners=False)
+
+
+def machine_description() -> str:
+    """CPU model, threads torch uses, and its bf16-relevant instruction sets (Linux); else the platform."""
+    import torch
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model or platform.machine()}, {torch.get_num_threads()} threads, {' '.join(extras) or 'no AVX-512'}"
 
 
 def forward_gflop(name: str, patch: int) -> float:

@@ -8,7 +8,9 @@ resampled to the clinical voxel size, placed in a 512 x 512 field of air and sto
 scanners store it (LPS, int16), so the run pays for everything a real scan costs: decompression,
 reorientation, resampling, body crop, sliding window, the way back to the input grid and the
 compressed write. The checkpoint has the default model and preprocessing of ``attnunet-train``
-with random weights (speed does not depend on the weights). Also used by ``benchmark.py``.
+with random weights (speed does not depend on the weights), or pass a trained one with ``--ckpt``:
+the argmax agreement of the bf16 path with the fp32 path is only meaningful for trained weights
+(an untrained net's two logits nearly tie everywhere). Also used by ``benchmark.py``.
 """
 
 from __future__ import annotations
@@ -80,11 +82,12 @@ def make_checkpoint(path: Path) -> Path:
     return path
 
 
-def run_infer(ckpt: Path, image: Path, output_dir: Path, device: str = "auto") -> dict:
+def run_infer(ckpt: Path, image: Path, output_dir: Path, device: str = "auto", precision: str = "auto") -> dict:
     """Run ``python -m attnunet infer`` as its own process: wall seconds, the per-case time it
     reports, and that process's peak RSS (GiB)."""
     cmd = [sys.executable, "-m", "attnunet", "infer", f"ckpt_path={ckpt}", f"input={image}"]
-    cmd += [f"output_dir={output_dir}", f"device={device}", f"hydra.run.dir={output_dir}/.hydra_run"]
+    cmd += [f"output_dir={output_dir}", f"device={device}", f"precision={precision}"]
+    cmd += [f"hydra.run.dir={output_dir}/.hydra_run"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = proc.stdout.read() if proc.stdout else ""
@@ -100,37 +103,53 @@ def run_infer(ckpt: Path, image: Path, output_dir: Path, device: str = "auto") -
     }
 
 
-def full_ct_benchmark(device: str = "auto", slices: int = 240) -> dict:
-    """Build the CT and checkpoint in a temporary folder, run inference twice (the first run
-    warms the file cache and oneDNN/cuDNN's kernel choice is per process anyway), keep the second."""
+def agreement(seg_a: Path, seg_b: Path) -> dict:
+    """Share of voxels with the same label, and the Dice of their foregrounds (NaN: both empty)."""
+    a, b = (np.asarray(nib.load(p).dataobj) for p in (seg_a, seg_b))
+    fg_a, fg_b = a > 0, b > 0
+    both = int(fg_a.sum()) + int(fg_b.sum())
+    dice = 2 * int((fg_a & fg_b & (a == b)).sum()) / both if both else float("nan")
+    return {"voxel_agreement": float((a == b).mean()), "foreground_dice": dice, "foreground_voxels": int(fg_b.sum())}
+
+
+def full_ct_benchmark(device: str = "auto", slices: int = 240, ckpt: Path | None = None) -> dict:
+    """Build the CT (and, without ``ckpt``, a random-weight default checkpoint) in a temporary
+    folder; run inference twice with the automatic precision (the first run warms the file cache)
+    and keep the second; then once in fp32 for the argmax agreement of the fast path."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         image = make_full_ct(folder / "full_ct.nii.gz", size=(512, 512, slices))
-        ckpt = make_checkpoint(folder / "default.ckpt")
+        ckpt = ckpt or make_checkpoint(folder / "default.ckpt")
         run_infer(ckpt, image, folder / "warm", device)
         result = run_infer(ckpt, image, folder / "out", device)
+        run_infer(ckpt, image, folder / "fp32", device, precision="fp32")
         seg = nib.load(folder / "out" / "full_ct_seg.nii.gz")
         if seg.shape != (512, 512, slices) or not np.allclose(seg.affine, nib.load(image).affine):
             raise RuntimeError(f"prediction is not on the input grid: {seg.shape}")
-    return {"shape": [512, 512, slices], "device": device, **result}
+        same = agreement(folder / "out" / "full_ct_seg.nii.gz", folder / "fp32" / "full_ct_seg.nii.gz")
+    return {"shape": [512, 512, slices], "device": device, "checkpoint": str(ckpt), **result, **same}
 
 
 def print_full_ct(result: dict) -> None:
     shape = "x".join(map(str, result["shape"]))
     print(f"\nattnunet-infer, {shape} CT at 0.86x0.86x1 mm, device {result['device']}")
-    print("| per case (s) | whole process (s) | peak RSS (GiB) |")
-    print("| ---: | ---: | ---: |")
+    print("| per case (s) | whole process (s) | peak RSS (GiB) | argmax = fp32 path | foreground Dice to fp32 |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
     case = "-" if result["case_s"] is None else f"{result['case_s']:.1f}"
-    print(f"| {case} | {result['process_s']:.1f} | {result['peak_rss_gib']:.2f} |")
+    print(
+        f"| {case} | {result['process_s']:.1f} | {result['peak_rss_gib']:.2f} | "
+        f"{100 * result['voxel_agreement']:.3f}% | {result['foreground_dice']:.4f} |"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--slices", type=int, default=240)
+    parser.add_argument("--ckpt", type=Path, default=None, help="a trained checkpoint (default: random weights)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    result = full_ct_benchmark(args.device, args.slices)
+    result = full_ct_benchmark(args.device, args.slices, args.ckpt)
     print_full_ct(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -14,7 +14,7 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-from benchmark_full_ct import AIR_HU, TEST_CT, make_checkpoint, make_full_ct, run_infer  # noqa: E402
+from benchmark_full_ct import AIR_HU, TEST_CT, agreement, make_checkpoint, make_full_ct, run_infer  # noqa: E402
 
 
 def test_full_ct_is_the_test_ct_at_clinical_geometry(tmp_path: Path) -> None:
@@ -32,6 +32,21 @@ def test_full_ct_is_the_test_ct_at_clinical_geometry(tmp_path: Path) -> None:
     centre = img.affine @ np.array([47.5, 47.5, 19.5, 1.0])
     src_voxel = np.linalg.inv(src.affine) @ centre
     assert np.all(np.abs(src_voxel[:3] - (np.asarray(src.shape) - 1) / 2) < 3)
+
+
+def test_agreement_counts_voxels_and_foreground_overlap(tmp_path: Path) -> None:
+    a = np.zeros((10, 10, 10), dtype=np.uint8)
+    a[2:6, 2:6, 2:6] = 1  # 64 voxels
+    b = a.copy()
+    b[2:6, 2:6, 2] = 0  # 16 fewer
+    paths = []
+    for name, data in (("a", a), ("b", b)):
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / f"{name}.nii.gz")
+        paths.append(tmp_path / f"{name}.nii.gz")
+    same = agreement(*paths)
+    assert same["voxel_agreement"] == pytest.approx(1 - 16 / 1000)
+    assert same["foreground_dice"] == pytest.approx(2 * 48 / (64 + 48))
+    assert same["foreground_voxels"] == 48
 
 
 @pytest.mark.slow
