@@ -41,15 +41,24 @@ CHANNELS = (16, 32, 64, 128, 256)
 DEFAULT_VOLUME = {"cpu": (256, 256, 160), "cuda": (512, 512, 256)}  # CUDA: the issue's full-CT size
 
 
-def build(name: str):
+def build(name: str, ckpt: Path | None = None):
+    """MONAI's or attnunet's network with random weights; attnunet's from ``ckpt`` when given (a
+    trained default model, so that the argmax agreement is not a count of near-ties)."""
     import torch
     from monai.networks.nets import AttentionUnet
 
+    from attnunet.inference.checkpoint import load_checkpoint
     from attnunet.models.attention_unet import AttentionUNet
 
     torch.manual_seed(0)
     if name == "monai":
         return AttentionUnet(spatial_dims=3, in_channels=1, out_channels=2, channels=CHANNELS, strides=(2, 2, 2, 2))
+    if ckpt is not None:
+        loaded = load_checkpoint(ckpt)
+        widths = tuple(loaded.meta["model"].get("channels", ()))
+        if widths != CHANNELS or len(loaded.labels) != 2:
+            raise SystemExit(f"error: {ckpt}: needs widths {CHANNELS} and 2 labels, got {widths}, {len(loaded.labels)}")
+        return loaded.net
     return AttentionUNet(channels=CHANNELS)
 
 
@@ -79,7 +88,7 @@ def worker(config: str, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    net = build(spec["net"]).to(device)
+    net = build(spec["net"], args.ckpt).to(device)
     ours = spec["net"] == "attnunet"
     # attnunet as the product runs it: channels-last inference everywhere, channels-last training on
     # CUDA only. MONAI's model as its users run it: contiguous, except bf16 on CUDA.
@@ -133,7 +142,7 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=96)
     parser.add_argument("--volume", type=int, nargs=3, default=None, help="default: per device, DEFAULT_VOLUME")
     parser.add_argument("--no-full-ct", action="store_true", help="skip the end-to-end attnunet-infer run")
-    parser.add_argument("--ckpt", type=Path, default=None, help="trained checkpoint for the full-CT run")
+    parser.add_argument("--ckpt", type=Path, default=None, help="trained default model: attnunet rows, full CT")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -176,6 +185,7 @@ def main() -> None:
                     str(volume_file),
                     "--tmp",
                     tmp,
+                    *(["--ckpt", str(args.ckpt)] if args.ckpt else []),
                 ]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 rows[config] = json.loads(out.stdout.strip().splitlines()[-1])

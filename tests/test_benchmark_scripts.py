@@ -62,7 +62,8 @@ def test_end_to_end_infer_run_reports_time_and_memory(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_model_benchmark_prints_ratios_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(SCRIPTS / "benchmark.py"), "--device", "cpu", "--patch", "32"]
+    ckpt = make_checkpoint(tmp_path / "default.ckpt")  # attnunet rows run these weights
+    cmd = [sys.executable, str(SCRIPTS / "benchmark.py"), "--device", "cpu", "--patch", "32", "--ckpt", str(ckpt)]
     cmd += ["--volume", "40", "40", "36", "--repeats", "1", "--no-full-ct", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
