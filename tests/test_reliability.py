@@ -65,7 +65,7 @@ def test_sigkill_leaves_a_loadable_checkpoint(smoke_run, tmp_path: Path) -> None
     process.kill()
     process.wait(timeout=60)
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] > 0
-    # a temporary file from the killed save may remain; it is never mistaken for a checkpoint
+    # a temporary file from the killed save may remain (removed at the next save of that checkpoint)
 
 
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Path) -> None:
@@ -81,6 +81,17 @@ def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Pa
         io.save_checkpoint({"step": torch.tensor(2), "bad": Unpicklable()}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_next_save_removes_the_leftover_of_a_killed_save(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    leftover = tmp_path / ".last.ckpt.k1ll3d.tmp"  # what atomic_target names its temporary file
+    leftover.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".best.ckpt.k1ll3d.tmp"  # another checkpoint's temporary: not this save's business
+    other.write_bytes(b"x")
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(3)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.ckpt.k1ll3d.tmp", "last.ckpt"]
 
 
 def test_mid_epoch_checkpoints_every_n_steps(smoke_run, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ with one atomic ``os.replace``: the previous checkpoint stays loadable until the
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if "://" in str(path):  # remote storage: keep Lightning's fsspec path
             return super().save_checkpoint(checkpoint, path, storage_options)
-        with atomic_target(Path(path)) as tmp, open(tmp, "wb") as f:
+        path = Path(path)
+        # A save killed mid-write (SIGKILL, power loss) leaves its temporary file behind; only one
+        # process writes a given checkpoint, so any earlier temporary of this target is such a leftover.
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        with atomic_target(path) as tmp, open(tmp, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
