@@ -5,7 +5,7 @@ Shared by validation, evaluation and inference so all three score the same compu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,69 +46,9 @@ def inferer(net: AttentionUNet, spec: SlidingWindowSpec) -> SlidingWindowInferer
     return SlidingWindowInferer(roi_size=spec.roi_size, **common)
 
 
-Outputs = torch.Tensor | tuple[torch.Tensor, ...]
-
-
-class SkipUniformWindows:
-    """Window predictor that runs the network only once per distinct uniform window.
-
-    A window whose voxels all hold one value (air below the HU window, which preprocessing maps to
-    exactly 0, or the inferer's zero padding) always gives the same network output, so that output
-    is computed once per value and reused: the result is the network's own, not an approximation.
-    MONAI's inferers have no such option, hence this wrapper around the predictor they call.
-
-    Args:
-        predictor: ``(N, C, *roi)`` windows -> a tensor or a tuple of tensors, each ``(N, ...)``.
-    """
-
-    def __init__(self, predictor: Callable[[torch.Tensor], Outputs]) -> None:
-        self.predictor = predictor
-        self.cache: dict[tuple, Outputs] = {}
-        self.windows_run = 0
-        self.windows_reused = 0
-
-    def __call__(self, windows: torch.Tensor) -> Outputs:
-        values = windows.flatten(2)
-        low, high = values.amin(2), values.amax(2)  # (N, C)
-        uniform = (low == high).all(1).tolist()
-        if not any(uniform):
-            self.windows_run += len(uniform)
-            return self.predictor(windows)
-        varied = [i for i, u in enumerate(uniform) if not u]
-        parts: list[Outputs | None] = [None] * len(uniform)
-        if varied:
-            computed = self.predictor(windows[varied])
-            for row, i in enumerate(varied):
-                parts[i] = _select(computed, row)
-        for i in (i for i, u in enumerate(uniform) if u):
-            key = (tuple(low[i].tolist()), tuple(windows.shape[1:]), windows.dtype, windows.device)
-            if key not in self.cache:
-                self.cache[key] = _select(self.predictor(windows[i : i + 1]), 0)
-                self.windows_run += 1
-            else:
-                self.windows_reused += 1
-            parts[i] = self.cache[key]
-        self.windows_run += len(varied)
-        return _stack(parts)
-
-
-def _select(outputs: Outputs, row: int) -> Outputs:
-    """Row ``row`` of every output, keeping a leading batch dimension of 1."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs[row : row + 1]
-    return tuple(o[row : row + 1] for o in outputs)
-
-
-def _stack(parts: list) -> Outputs:
-    """Concatenate per-window outputs (each with a batch dimension of 1) back into one batch."""
-    if isinstance(parts[0], torch.Tensor):
-        return torch.cat(parts)
-    return tuple(torch.cat([p[k] for p in parts]) for k in range(len(parts[0])))
-
-
 def predict_logits(net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowSpec) -> torch.Tensor:
     """``(B, C, X, Y, Z)`` volume -> ``(B, num_classes, X, Y, Z)`` logits, blended over windows."""
-    return inferer(net, spec)(image, SkipUniformWindows(net))
+    return inferer(net, spec)(image, net)
 
 
 def predict_with_attention(
@@ -122,5 +62,5 @@ def predict_with_attention(
         maps = net.attention_maps_from(out, x.shape[2:])
         return (out.logits, *(maps[n] for n in names))
 
-    outputs: Sequence[torch.Tensor] = inferer(net, spec)(image, SkipUniformWindows(window))
+    outputs: Sequence[torch.Tensor] = inferer(net, spec)(image, window)
     return outputs[0], dict(zip(names, outputs[1:]))
