@@ -14,10 +14,10 @@ contiguous for CPU training (measured faster there). Columns: forward latency of
 patch, one training step (batch 2, AdamW, Dice+CE), a Gaussian sliding window over a full volume
 (roi P, overlap 0.25) over the real test CT resized to 256x256x160 on CPU, 512x512x256 on CUDA,
 peak memory, and voxel agreement of the argmax with attnunet's own fp32 output on the same input
-(random weights: near-ties dominate it; ``--ckpt`` gives the full-CT run trained weights). Ratios
-are against the reference measured in the same run. Also printed: forward FLOPs per patch of each
-network against the device's measured peak (fp32 and bf16), and the end-to-end ``attnunet-infer``
-run on a full-size CT (``benchmark_full_ct.py``).
+(random weights: near-ties dominate it; ``--ckpt`` gives the attnunet rows and the full-CT run
+trained weights). Ratios are against the reference measured in the same run. Also printed: forward
+FLOPs per patch of each network against the device's measured peak (fp32 and bf16), and the
+end-to-end ``attnunet-infer`` run on a full-size CT (``benchmark_full_ct.py``).
 """
 
 from __future__ import annotations
@@ -66,10 +66,14 @@ def build(name: str, ckpt: Path | None = None):
     return AttentionUNet(channels=CHANNELS)
 
 
-def timed(fn, repeats: int, sync, warmup: bool = True) -> float:
-    if warmup:  # allocator, oneDNN/cuDNN kernel selection
+def timed(fn, repeats: int, sync, warmup: bool = True, after_warmup=None) -> float:
+    """Median seconds of ``repeats`` calls, after one untimed call (allocator, oneDNN/cuDNN kernel
+    selection) when ``warmup``; ``after_warmup`` runs between the two (e.g. to reset memory stats)."""
+    if warmup:
         fn()
         sync()
+    if after_warmup is not None:
+        after_warmup()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -84,15 +88,18 @@ def worker(config: str, args: argparse.Namespace) -> dict:
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
 
-    from attnunet.utils.allocator import keep_freed_memory
+    from attnunet.cli.common import tune_runtime
 
     spec = CONFIGS[config]
-    if spec["tuned"]:  # attnunet's runtime settings, as cli/common.py applies them
-        keep_freed_memory()
-    torch.backends.cudnn.benchmark = spec["tuned"]
+    if spec["tuned"]:  # the product's defaults: malloc tuning, TF32 matmuls, cudnn autotuning
+        tune_runtime({})
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    # CUDA memory: the peak of each timed phase, not of the warm-ups (cuDNN autotuning tries
+    # workspaces there that the tuned rows would otherwise be charged for).
+    cuda_peaks: list[int] = []
+    reset_peak = torch.cuda.reset_peak_memory_stats if cuda else None
     net = build(spec["net"], args.ckpt).to(device)
     ours = spec["net"] == "attnunet"
     # attnunet as the product runs it: channels-last inference everywhere, channels-last training on
@@ -108,15 +115,19 @@ def worker(config: str, args: argparse.Namespace) -> dict:
 
     net.eval()
     with torch.inference_mode(), autocast:
-        forward_s = timed(lambda: net(patch), args.repeats, sync)
+        forward_s = timed(lambda: net(patch), args.repeats, sync, after_warmup=reset_peak)
+        cuda_peaks.append(torch.cuda.max_memory_allocated() if cuda else 0)
         window = {"roi_size": (p, p, p), "sw_batch_size": 2, "overlap": 0.25, "mode": "gaussian"}
         held = {}
 
         def whole_volume() -> None:
             held["logits"] = sliding_window_inference(volume, predictor=net, **window)
 
-        sw_s = timed(whole_volume, 1, sync, warmup=False)  # kernels are warm from the forward timing
-    argmax = held["logits"].float().argmax(1).cpu()
+        # CPU: oneDNN kernels are warm from the forward timing. CUDA: warm up once more, since
+        # cuDNN autotunes again for the window batch of 2.
+        sw_s = timed(whole_volume, 1, sync, warmup=cuda, after_warmup=reset_peak)
+        cuda_peaks.append(torch.cuda.max_memory_allocated() if cuda else 0)
+    argmax = held["logits"].float().argmax(1).to("cpu", torch.uint8)
 
     net.train()
     net = net.to(memory_format=train_fmt)
@@ -132,12 +143,13 @@ def worker(config: str, args: argparse.Namespace) -> dict:
         loss_fn(out.float(), target).backward()
         optimiser.step()
 
-    train_s = timed(step, args.repeats, sync)
+    train_s = timed(step, args.repeats, sync, after_warmup=reset_peak)
     if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = max(*cuda_peaks, torch.cuda.max_memory_allocated()) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    torch.save(argmax, Path(args.tmp) / f"{config}.pt")
+    if ours:  # compared with attnunet's fp32 argmax; MONAI's are not compared
+        torch.save(argmax, Path(args.tmp) / f"{config}.pt")
     return {"forward_s": forward_s, "train_step_s": train_s, "sliding_window_s": sw_s, "peak_mib": peak}
 
 
@@ -164,7 +176,7 @@ def main() -> None:
 
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results: dict = {"machine": machine_description(), "torch": torch.__version__, "rows": {}}
-    results["gflop_per_patch"] = {net: forward_gflop(net, args.patch) for net in ("monai", "attnunet")}
+    results["gflop_per_patch"] = {net: forward_gflop(net, args.patch, args.ckpt) for net in ("monai", "attnunet")}
     if torch.cuda.is_available():
         results["cuda_device"] = torch.cuda.get_device_name()
     print(f"machine: {results['machine']}; torch {torch.__version__}; cuda: {results.get('cuda_device', 'none')}")
@@ -192,7 +204,9 @@ def main() -> None:
                     tmp,
                     *(["--ckpt", str(args.ckpt)] if args.ckpt else []),
                 ]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"error: {config} on {device} failed:\n{out.stderr[-4000:]}")
                 rows[config] = json.loads(out.stdout.strip().splitlines()[-1])
                 print(f"[{device}] {config}: {rows[config]}", file=sys.stderr, flush=True)
                 if config.startswith("attnunet"):
@@ -237,12 +251,12 @@ def machine_description() -> str:
     return f"{model or platform.machine()}, {torch.get_num_threads()} threads, {' '.join(extras) or 'no AVX-512'}"
 
 
-def forward_gflop(name: str, patch: int) -> float:
+def forward_gflop(name: str, patch: int, ckpt: Path | None = None) -> float:
     """Forward FLOPs (GFLOP) of one ``1x1xP^3`` patch, counted by torch's FLOP counter."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    net = build(name).eval()
+    net = build(name, ckpt).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(torch.zeros(1, 1, patch, patch, patch))
     return counter.get_total_flops() / 1e9
@@ -251,9 +265,14 @@ def forward_gflop(name: str, patch: int) -> float:
 def compute_peak(device: str, dtype: str) -> float:
     """Practical peak GFLOP/s of this device and precision: the faster of a large square matmul and
     a 3x3x3 convolution of 64 channels (channels-last). On AMD CPUs the matmul goes through a BLAS
-    that may not use AVX-512 while oneDNN's convolutions do, so the matmul alone understates it."""
+    that may not use AVX-512 while oneDNN's convolutions do, so the matmul alone understates it.
+    On CUDA "fp32" is measured as the tuned rows run it: with TF32 tensor cores (matmul precision
+    ``high``, cuDNN's default for convolutions) and cuDNN autotuning."""
     import torch
 
+    if device == "cuda":
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.benchmark = True
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     n = 8192 if device == "cuda" else 2048
@@ -269,7 +288,10 @@ def compute_peak(device: str, dtype: str) -> float:
 
 def print_efficiency(device: str, rows: dict, results: dict) -> None:
     peak = results["peak_gflops"][device]
-    print(f"\n{device}: measured peak (matmul or 3x3x3 conv): {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} bf16")
+    fp32 = "fp32 (TF32)" if device == "cuda" else "fp32"
+    print(
+        f"\n{device}: measured peak (matmul or 3x3x3 conv): {peak['fp32']:.0f} GFLOP/s {fp32}, {peak['bf16']:.0f} bf16"
+    )
     for name, r in rows.items():
         net, dtype = name.split("_")[0], "bf16" if name.endswith("bf16") else "fp32"
         achieved = results["gflop_per_patch"][net] / r["forward_s"]
@@ -281,7 +303,7 @@ def print_efficiency(device: str, rows: dict, results: dict) -> None:
 
 def print_table(device: str, rows: dict, patch: int, volume: tuple[int, ...], repeats: int) -> None:
     ref = rows["monai_fp32"]
-    print(f"\n{device}: patch {patch}^3, volume {'x'.join(map(str, volume))}, median of {repeats}")
+    print(f"\n{device}: patch {patch}^3, volume {'x'.join(map(str, volume))}; forward and step: median of {repeats}")
     print("| configuration | forward (s) | x | train step (s) | x | sliding window (s) | x | peak MiB | argmax agree |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():

@@ -33,6 +33,15 @@ def test_full_ct_is_the_test_ct_at_clinical_geometry(tmp_path: Path) -> None:
     src_voxel = np.linalg.inv(src.affine) @ centre
     assert np.all(np.abs(src_voxel[:3] - (np.asarray(src.shape) - 1) / 2) < 3)
 
+    # the flip to LPS storage keeps anatomy in place: the body's world extent matches the source's
+    def body_extent(image: nib.Nifti1Image) -> np.ndarray:
+        voxels = np.argwhere(np.asarray(image.dataobj) > -500)
+        world = nib.affines.apply_affine(image.affine, voxels)
+        return np.stack([world.min(0), world.max(0)])
+
+    src_extent, out_extent = body_extent(src), body_extent(img)
+    assert np.all(np.abs(src_extent[:, :2] - out_extent[:, :2]) < 8)  # mm, x and y (z is cropped)
+
 
 def test_agreement_counts_voxels_and_foreground_overlap(tmp_path: Path) -> None:
     a = np.zeros((10, 10, 10), dtype=np.uint8)
@@ -56,6 +65,7 @@ def test_end_to_end_infer_run_reports_time_and_memory(tmp_path: Path) -> None:
     result = run_infer(ckpt, image, tmp_path / "out", device="cpu")
     assert (tmp_path / "out" / "ct_seg.nii.gz").is_file()
     assert result["process_s"] > 0 and result["case_s"] is not None and result["case_s"] <= result["process_s"]
+    assert result["last_case_s"] == result["case_s"]  # one case
     assert 0.1 < result["peak_rss_gib"] < 16
 
 
