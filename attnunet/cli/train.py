@@ -64,7 +64,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
         loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        channels_last=resolve_channels_last(cfg.performance.channels_last, accelerator),
+        channels_last=resolve_channels_last(cfg.performance.channels_last),
         compile=bool(cfg.performance.get("compile", False)),
     )
     log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)
