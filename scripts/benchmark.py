@@ -230,15 +230,18 @@ def main() -> None:
 
 
 def ct_volume(shape: tuple[int, ...]):
-    """The real test CT, HU window [-175, 250] -> [0, 1] as the default preprocessing, resized to
+    """The real test CT, through the default preprocessing's HU window to [0, 1], resized to
     ``shape``: ``(1, 1, *shape)`` float32. Real anatomy rather than noise, so the argmax agreement
     is not dominated by near-ties that a noise input produces everywhere."""
     import nibabel as nib
     import torch
     import torch.nn.functional as F
 
+    from attnunet.data.transforms import PreprocessingSpec
+
+    low, high = PreprocessingSpec().intensity_window
     hu = torch.from_numpy(nib.load(TEST_CT).get_fdata(dtype="float32"))
-    windowed = ((hu + 175.0) / 425.0).clamp(0.0, 1.0)
+    windowed = ((hu - low) / (high - low)).clamp(0.0, 1.0)
     return F.interpolate(windowed[None, None], size=tuple(shape), mode="trilinear", align_corners=False)
 
 
@@ -275,9 +278,10 @@ def compute_peak(device: str, dtype: str) -> float:
     ``high``, cuDNN's default for convolutions) and cuDNN autotuning."""
     import torch
 
+    from attnunet.cli.common import tune_runtime
+
     if device == "cuda":
-        torch.set_float32_matmul_precision("high")
-        torch.backends.cudnn.benchmark = True
+        tune_runtime({})
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     n = 8192 if device == "cuda" else 2048

@@ -33,7 +33,6 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 TEST_CT = REPO / "tests" / "data" / "abdomen_ct.nii.gz"
 AIR_HU = -1024
-PREPROCESSING_KEYS = ("spacing", "orientation", "intensity_window", "normalization", "crop_foreground")
 
 
 def make_full_ct(path: Path, size: tuple[int, int, int] = (512, 512, 240), spacing=(0.86, 0.86, 1.0)) -> Path:
@@ -66,6 +65,7 @@ def make_checkpoint(path: Path) -> Path:
     from omegaconf import OmegaConf
 
     from attnunet.cli.common import config_dir
+    from attnunet.data.transforms import PreprocessingSpec
     from attnunet.training.module import SegmentationModule
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
@@ -75,7 +75,7 @@ def make_checkpoint(path: Path) -> Path:
     module = SegmentationModule(
         model=plain["model"],
         labels={0: "background", 1: "pancreas"},
-        preprocessing={key: plain["data"][key] for key in PREPROCESSING_KEYS},
+        preprocessing=PreprocessingSpec.from_dict(plain["data"]).to_dict(),
         sliding_window=plain["sliding_window"],
         optimizer=plain["optimizer"],
     )

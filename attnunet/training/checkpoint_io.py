@@ -9,7 +9,6 @@ with one atomic ``os.replace``: the previous checkpoint stays loadable until the
 
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from attnunet.utils.atomic import atomic_target
+from attnunet.utils.atomic import atomic_target, remove_leftovers
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -27,10 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if "://" in str(path):  # remote storage: keep Lightning's fsspec path
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
-        # A save killed mid-write (SIGKILL, power loss) leaves its temporary file behind; only one
-        # process writes a given checkpoint, so any earlier temporary of this target is such a leftover.
-        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            leftover.unlink(missing_ok=True)
+        remove_leftovers(path)  # of a save killed mid-write; only rank 0 writes a checkpoint
         with atomic_target(path) as tmp, open(tmp, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()

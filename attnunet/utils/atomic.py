@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def remove_leftovers(path: Path, suffix: str = ".tmp") -> None:
+    """Delete temporary files that :func:`atomic_target` left beside ``path`` when its writer was
+    killed mid-write. Only for targets that a single process writes (another writer's live
+    temporary file would go too)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*{glob.escape(suffix)}"):
+        leftover.unlink(missing_ok=True)
 
 
 @contextmanager
