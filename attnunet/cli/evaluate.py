@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from attnunet.cli.common import config_dir, report_errors, tune_runtime
 from attnunet.cli.infer import predictor_from_config
-from attnunet.data.datalist import case_id
+from attnunet.data.naming import is_nifti, stem
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.evaluation.report import (
@@ -26,7 +26,6 @@ from attnunet.evaluation.report import (
     score_pair,
     write_report,
 )
-from attnunet.inference.io import is_nifti
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -43,11 +42,11 @@ def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
         if not folder.is_dir():
             raise AttnUNetError("not a folder", folder)
     preds = {
-        _strip_seg(case_id(p)): p
+        _strip_seg(stem(p)): p
         for p in sorted(pred_dir.iterdir())
         if is_nifti(p) and "_attention_" not in p.name and "_probabilities" not in p.name
     }
-    refs = {case_id(p): p for p in sorted(label_dir.iterdir()) if is_nifti(p)}
+    refs = {stem(p): p for p in sorted(label_dir.iterdir()) if is_nifti(p)}
     missing = sorted(set(refs) - set(preds))
     if missing:
         raise AttnUNetError(f"no prediction for {len(missing)} labelled cases, e.g. {missing[:3]}", pred_dir)

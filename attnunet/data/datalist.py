@@ -10,6 +10,7 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 
 from attnunet.data.labels import check_label_names
+from attnunet.data.naming import NIFTI_SUFFIXES, case_names, require_unique
 from attnunet.errors import AttnUNetError
 
 Case = dict[str, str]
@@ -52,11 +53,14 @@ def load_cases(dataset_json: str | Path, key: str = "training", require_label: b
         for field in ("image", "label") if require_label else ("image",):
             if field not in case:
                 raise AttnUNetError(f"a '{key}' entry has no '{field}'", dataset_json)
-            if field == "image":
-                case[field] = _nnunet_v1_channel(case[field])
+    # Named as listed (nnU-Net v1 lists <case>.nii.gz but stores <case>_0000.nii.gz).
+    for case, name in zip(cases, case_names([c["image"] for c in cases])):
+        case["case_id"] = name
+        case["image"] = _nnunet_v1_channel(case["image"])
+        for field in ("image", "label") if require_label else ("image",):
             if not Path(case[field]).is_file():
                 raise AttnUNetError(f"{field} listed in {dataset_json.name} does not exist", case[field])
-        case["case_id"] = case_id(case["image"])
+    require_unique([c["case_id"] for c in cases], dataset_json)
     return cases
 
 
@@ -65,23 +69,11 @@ def _nnunet_v1_channel(image: str) -> str:
     path = Path(image)
     if path.exists():
         return image
-    for ext in (".nii.gz", ".nii"):
+    for ext in NIFTI_SUFFIXES:
         if path.name.endswith(ext):
             channel = path.with_name(path.name[: -len(ext)] + "_0000" + ext)
             return str(channel) if channel.exists() else image
     return image
-
-
-def case_id(path: str | Path) -> str:
-    """Case name from a file name: strips ``.nii.gz``/``.nii`` and an nnU-Net ``_0000`` suffix."""
-    name = Path(path).name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    if len(name) > 5 and name[-5] == "_" and name[-4:].isdigit():
-        name = name[:-5]
-    return name
 
 
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:

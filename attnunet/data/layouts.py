@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnunet.data import datalist
-from attnunet.data.datalist import Case, case_id, load_cases, read_dataset_json
+from attnunet.data.datalist import Case, load_cases, read_dataset_json
 from attnunet.data.dicom import dicom_series_dirs
 from attnunet.data.labels import LabelNames, check_label_names
+from attnunet.data.naming import NIFTI_SUFFIXES, case_names, is_nifti, require_unique, stem
 from attnunet.errors import AttnUNetError
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("auto", "msd", "nnunet", "folder", "nih")
-NIFTI = (".nii.gz", ".nii")
 NIH_PATIENT = re.compile(r"PANCREAS_(\d+)$", re.IGNORECASE)
 NIH_LABEL = re.compile(r"label(\d+)\.nii(\.gz)?$", re.IGNORECASE)
 DEFAULT_LABELS: LabelNames = {0: "background", 1: "pancreas"}
@@ -104,7 +104,7 @@ def _nnunet(json_path: Path, image_dir: Path, label_dir: Path) -> CaseList:
             "nnU-Net labels must map names to single integers (regions are not supported)", json_path
         ) from None
     ending = str(meta.get("file_ending", ".nii.gz"))
-    if ending not in NIFTI:
+    if ending not in NIFTI_SUFFIXES:
         raise AttnUNetError(f"file_ending {ending!r} is not supported; use NIfTI (.nii.gz or .nii)", json_path)
     cases = []
     for image in _files(image_dir, f"*_0000{ending}"):
@@ -123,11 +123,12 @@ def _nnunet(json_path: Path, image_dir: Path, label_dir: Path) -> CaseList:
 
 
 def _folder(image_dir: Path, label_dir: Path, labels: LabelNames) -> CaseList:
-    """NIfTI images paired with the label of the same case name (an nnU-Net ``_0000`` suffix is ignored)."""
-    label_files = {case_id(p): p for p in _files(label_dir, "*.nii*")}
+    """NIfTI images paired with the label of the same case name (an nnU-Net ``_0000`` channel suffix,
+    carried by every image of the folder, is not part of the name)."""
+    label_files = {stem(p): p for p in _files(label_dir, "*") if is_nifti(p)}
+    images = [p for p in _files(image_dir, "*") if is_nifti(p)]
     cases, unlabelled = [], []
-    for image in _files(image_dir, "*.nii*"):
-        name = case_id(image)
+    for image, name in zip(images, case_names(images)):
         if name in label_files:
             cases.append({"image": str(image), "label": str(label_files[name]), "case_id": name})
         else:
@@ -140,7 +141,7 @@ def _nih(image_root: Path, label_dir: Path, labels: LabelNames) -> CaseList:
     ``label0001.nii.gz``; patient and label are matched by number."""
     if not image_root.is_dir():
         raise AttnUNetError("folder does not exist", image_root)
-    label_files = {int(m.group(1)): p for p in _files(label_dir, "*.nii*") if (m := NIH_LABEL.search(p.name))}
+    label_files = {int(m.group(1)): p for p in _files(label_dir, "*") if (m := NIH_LABEL.search(p.name))}
     patients = sorted(p for p in [image_root, *image_root.rglob("*")] if p.is_dir() and NIH_PATIENT.search(p.name))
     if not patients:
         raise AttnUNetError("no PANCREAS_NNNN patient folders", image_root)
@@ -162,6 +163,7 @@ def _checked(cases: list[Case], unlabelled: list[str], labels: LabelNames, sourc
         log.warning("%s: %d images without a label are left out, e.g. %s", source, len(unlabelled), unlabelled[:3])
     if not cases:
         raise AttnUNetError("no image with a matching label", source)
+    require_unique([c["case_id"] for c in cases], source)
     return CaseList(cases, labels, source)
 
 

@@ -7,44 +7,35 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from attnunet.data.datalist import case_id, load_cases
+from attnunet.data.datalist import load_cases
 from attnunet.data.dicom import dicom_series_dirs
+from attnunet.data.naming import case_names, is_nifti, require_unique
 from attnunet.errors import AttnUNetError
 from attnunet.utils.atomic import atomic_target
 from attnunet.utils.folders import writable_folder
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-
-def is_nifti(path: Path) -> bool:
-    """A NIfTI file name, not hidden (skips the macOS ``._*`` copies found in the MSD archives)."""
-    return path.name.endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
 def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
     """``(case, image path)`` for a NIfTI file, a folder of NIfTI files, a DICOM series folder (or a
     folder of series folders, one case each), or an MSD ``dataset.json`` (its ``test`` list).
-    Case names must be unique."""
+    Case names follow :mod:`attnunet.data.naming` and must be unique."""
     path = Path(input_path).expanduser()
     if not path.exists():
         raise AttnUNetError("input does not exist", path)
     if path.is_file() and path.suffix == ".json":
-        cases = [(case_id(c["image"]), Path(c["image"])) for c in load_cases(path, key="test", require_label=False)]
+        cases = [(c["case_id"], Path(c["image"])) for c in load_cases(path, key="test", require_label=False)]
     elif path.is_file():
         if not is_nifti(path):
             raise AttnUNetError("input must be .nii/.nii.gz, a DICOM folder, a folder of them or a dataset.json", path)
-        cases = [(case_id(path), path)]
+        cases = [(case_names([path])[0], path)]
     else:
         files = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
         series = [] if files else dicom_series_dirs(path)
         if not files and not series:
             raise AttnUNetError("folder holds no .nii/.nii.gz files and no DICOM series", path)
-        cases = [(case_id(f), f) for f in files]
+        cases = list(zip(case_names(files), files))
         cases += [(path.name if s == path else "_".join(s.relative_to(path).parts), s) for s in series]
-    names = [c for c, _ in cases]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise AttnUNetError(f"several inputs map to the same case name: {duplicates[:5]}", path)
+    require_unique([c for c, _ in cases], path)
     return cases
 
 

@@ -12,8 +12,9 @@ import numpy as np
 from monai.transforms import LoadImage
 from tqdm import tqdm
 
+from attnunet.data.naming import is_nifti
 from attnunet.errors import as_user_error
-from attnunet.inference.io import is_nifti, prepare_output_dir, save_like
+from attnunet.inference.io import prepare_output_dir, save_like
 from attnunet.inference.predictor import Prediction, Predictor
 from attnunet.inference.preview import render_preview, save_png
 
