@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from attnunet.cli.common import config_dir
 from attnunet.data.datamodule import SegmentationDataModule, SyntheticDataModule
+from attnunet.data.layouts import discover
 from attnunet.models.factory import build_model
 from attnunet.training.callbacks import AttentionMapLogger
 from tests.conftest import compose_train
@@ -71,10 +72,29 @@ def test_callbacks_and_logger_instantiate(tmp_path: Path) -> None:
     assert Path(loggers[0].log_dir) == tmp_path / "tensorboard"
 
 
+@pytest.mark.parametrize("data", options("data"))
 @pytest.mark.parametrize("name", options("experiment"))
-def test_experiments_compose(name: str) -> None:
-    cfg = compose_train([f"experiment={name}"])
+def test_experiments_compose_with_every_data_config(
+    name: str, data: str, tiny_dataset: Path, nih_dataset: Path, tmp_path: Path
+) -> None:
+    """Experiments override only what they are about: each one builds a datamodule and a model from
+    every data config (the TypeError of a synthetic-only key set by an experiment shows here)."""
+    root = nih_dataset if data == "nih_pancreas" else tiny_dataset
+    cfg = compose_train([f"experiment={name}", f"data={data}", f"data.root={root}", f"run_dir={tmp_path}"])
     assert cfg.trainer.max_epochs >= 1
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, SegmentationDataModule)
+    assert len(dm.case_list.cases) >= 2
+    build_model({**OmegaConf.to_container(cfg.model), "num_classes": len(dm.labels)})
+
+
+def test_smoke_on_own_data_uses_max_cases(tiny_dataset: Path) -> None:
+    cfg = compose_train(["experiment=smoke", "data=nifti_folder", f"data.root={tiny_dataset}", "data.max_cases=2"])
+    dm = instantiate(cfg.data)
+    every = [c["case_id"] for c in discover("auto", tiny_dataset).cases]
+    assert len(every) > 2
+    assert [c["case_id"] for c in dm.case_list.cases] == every[:2]
+    assert compose_train(["experiment=smoke"]).data.num_cases == 4  # the synthetic set it generates shrinks too
 
 
 def test_help_works_from_any_directory(tmp_path: Path) -> None:

@@ -10,12 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from attnunet.errors import user_error
 from attnunet.utils.allocator import keep_freed_memory
 
 log = logging.getLogger("attnunet")
+
+
+def _at_most(value: int, limit: int | None) -> int:
+    """``min(value, limit)``; ``limit=None`` means no limit."""
+    return value if limit is None else min(int(value), int(limit))
+
+
+# Config interpolations of our own, registered wherever a config is composed (every entry point and
+# the tests import this module). ``at_most`` lets data.max_cases (a key every data config has) also
+# shrink the synthetic set that is generated, so experiments never set a synthetic-only key.
+OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
 
 
 def config_dir() -> str:

@@ -34,6 +34,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         layout: ``auto``, ``msd``, ``nnunet``, ``folder`` or ``nih`` (see
             :func:`attnunet.data.layouts.discover`); ``dataset_json``, ``image_dir``,
             ``label_dir`` and ``label_names`` locate the files as that layout needs.
+        max_cases: use only the first ``max_cases`` cases of the list (quick checks); ``None``: all.
         merge_labels: ``{source: target}`` label values counted as another, e.g. ``{2: 1}`` trains
             MSD's pancreas + tumour as one pancreas class; the label map shrinks accordingly.
         spacing, orientation, intensity_window, normalization, crop_foreground: the preprocessing
@@ -63,6 +64,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         image_dir: str = "imagesTr",
         label_dir: str = "labelsTr",
         label_names: dict[int, str] | None = None,
+        max_cases: int | None = None,
         merge_labels: dict[int, int] | None = None,
         spacing: Sequence[float] | None = (2.0, 2.0, 2.0),
         orientation: str = "RAS",
@@ -92,6 +94,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.image_dir = image_dir
         self.label_dir = label_dir
         self.label_names = label_names
+        if max_cases is not None and max_cases < 2:
+            raise AttnUNetError(f"data.max_cases must be at least 2 (training + validation), got {max_cases}")
+        self.max_cases = max_cases
         self.merge = merge_labels
         self.spec = PreprocessingSpec.from_dict(
             {
@@ -131,9 +136,12 @@ class SegmentationDataModule(pl.LightningDataModule):
     def case_list(self) -> CaseList:
         """Every labelled case with the dataset's own label map (read once, after
         :meth:`prepare_data` has made sure the dataset exists)."""
-        return discover(
+        found = discover(
             self.layout, self.root, str(self.dataset_json), self.image_dir, self.label_dir, self.label_names
         )
+        if self.max_cases is None:
+            return found
+        return CaseList(found.cases[: self.max_cases], found.labels, found.source)
 
     @functools.cached_property
     def _merged(self) -> tuple[dict[int, str], dict[int, int]]:
