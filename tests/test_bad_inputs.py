@@ -12,6 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from attnunet.data.datalist import load_cases
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Predictor
-from tests.test_inference import make_checkpoint
+from tests.test_inference import make_checkpoint, run_cli
 
 GOOD = np.random.default_rng(0).normal(0, 100, (24, 20, 16)).astype(np.int16)
 
@@ -59,6 +60,15 @@ def make(kind: str, path: Path) -> Path:
         img.set_qform(None, code=0)
         img.header["srow_y"] = [0.0, 0.0, 0.0, 0.0]  # sform with a zero row: no inverse
         path.write_bytes(gzip.compress(img.header.binaryblock + b"\x00" * 4 + GOOD.tobytes()))
+    elif kind == "complex voxels":
+        path.write_bytes(nifti_bytes((GOOD + 1j * GOOD).astype(np.complex64)))
+    elif kind == "RGB voxels":
+        rgb = np.zeros(GOOD.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+        path.write_bytes(nifti_bytes(rgb))
+    elif kind == "vector voxels":
+        img = nib.Nifti1Image(np.zeros((*GOOD.shape, 1, 3), np.float32), np.diag([1.5, 1.5, 3.0, 1]))
+        img.header.set_intent("vector")
+        path.write_bytes(gzip.compress(img.to_bytes()))
     elif kind == "too large for memory":
         img = nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4))
         img.header.set_data_shape((5000, 5000, 5000))
@@ -77,6 +87,9 @@ INFER_CASES = {
     "zero voxel size": "voxel sizes must be positive",
     "non-invertible affine": "affine is not invertible",
     "too large for memory": "too large",
+    "complex voxels": "voxel type complex64 is not a real scalar",
+    "RGB voxels": "voxel type RGB is not a real scalar",
+    "vector voxels": "expected a 3D volume",
 }
 
 
@@ -100,6 +113,25 @@ def test_good_image_passes(predictor: Predictor, tmp_path: Path) -> None:
     path = tmp_path / "ok.nii.gz"
     path.write_bytes(nifti_bytes(GOOD))
     assert predictor.preprocess(path).shape[0] == 1
+
+
+def test_singleton_fourth_axis_is_a_3d_volume(predictor: Predictor, tmp_path: Path) -> None:
+    """``(X, Y, Z, 1)`` (a one-frame series, common from converters) is read as the 3D volume."""
+    plain, framed = tmp_path / "plain.nii.gz", tmp_path / "framed.nii.gz"
+    plain.write_bytes(nifti_bytes(GOOD))
+    framed.write_bytes(nifti_bytes(GOOD[..., None]))
+    a, b = predictor.preprocess(plain), predictor.preprocess(framed)
+    assert b.shape == a.shape and a.ndim == 4
+    assert torch.equal(a.as_tensor(), b.as_tensor())
+
+
+def test_complex_volume_exits_1_with_one_line(tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "m.ckpt", {0: "background", 1: "pancreas"})
+    path = make("complex voxels", tmp_path / "ct.nii.gz")
+    out = run_cli("infer", [f"ckpt_path={ckpt}", f"input={path}", f"output_dir={tmp_path / 'o'}"], tmp_path)
+    assert out.returncode == 1
+    assert f"{path}: voxel type complex64 is not a real scalar" in out.stderr
+    assert not list((tmp_path / "o").glob("*.nii.gz"))
 
 
 @pytest.mark.parametrize(

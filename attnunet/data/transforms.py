@@ -19,6 +19,7 @@ import torch
 from monai import transforms as mt
 
 from attnunet.data.dicom import check_dicom_series
+from attnunet.data.naming import is_nifti
 from attnunet.errors import AttnUNetError
 
 IMAGE, LABEL = "image", "label"
@@ -103,12 +104,15 @@ class InspectHeaderd(mt.MapTransform):
             if Path(path).is_dir():
                 check_dicom_series(Path(path))
                 continue
-            if not path.endswith((".nii", ".nii.gz")):
+            if not is_nifti(path):
                 continue
             try:
                 img = nib.load(path)
             except Exception as e:  # noqa: BLE001 - nibabel raises many types for broken files
                 raise AttnUNetError(f"unreadable NIfTI ({type(e).__name__})", path) from None
+            dtype = img.get_data_dtype()
+            if dtype.fields is not None or dtype.kind not in "biuf":
+                raise AttnUNetError(f"voxel type {_voxel_type(img)} is not a real scalar intensity", path)
             shape = tuple(int(n) for n in img.shape)
             spatial = shape[:3] if len(shape) > 3 and all(n == 1 for n in shape[3:]) else shape
             if len(spatial) != 3 or min(spatial) < 1:
@@ -123,6 +127,24 @@ class InspectHeaderd(mt.MapTransform):
             affine = np.asarray(img.affine, dtype=np.float64)
             if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
                 raise AttnUNetError("affine is not invertible", path)
+        return data
+
+
+def _voxel_type(img: nib.Nifti1Image) -> str:
+    """The header's voxel type as NIfTI names it (``complex64``, ``RGB``), else numpy's name."""
+    code = int(img.header.get("datatype", 0)) if "datatype" in img.header else 0
+    label = nib.nifti1.data_type_codes.label.get(code) if code else None
+    return str(label or img.get_data_dtype())
+
+
+class DropTrailingSingletonsd(mt.MapTransform):
+    """``(X, Y, Z, 1[, 1 ...])`` -> ``(X, Y, Z)``: a 3D volume stored with singleton time/vector axes
+    (the header check already refused any non-singleton axis beyond the third)."""
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        for key in self.keys:
+            while data[key].ndim > 3 and data[key].shape[-1] == 1:
+                data[key] = data[key][..., 0]
         return data
 
 
@@ -196,7 +218,8 @@ def loading(
     num_labels: int | None = None,
     label_lookup: dict[int, int] | None = None,
 ) -> list[mt.MapTransform]:
-    """Inspect header -> load -> validate -> merge labels -> channel first -> reorient -> same grid.
+    """Inspect header -> load -> drop singleton axes -> validate -> merge labels -> channel first ->
+    reorient -> same grid.
 
     The first steps of :func:`preprocessing`, also used on their own where raw HU on the input's
     own spacing are wanted (the dataset fingerprint). Output: ``(1, X, Y, Z)`` MetaTensors in
@@ -207,6 +230,7 @@ def loading(
     steps: list[mt.MapTransform] = [
         InspectHeaderd(keys),
         mt.LoadImaged(keys, image_only=True),
+        DropTrailingSingletonsd(keys),
         ValidateVolumed(keys, num_labels),
     ]
     if label_lookup and len(keys) > 1 and any(k != v for k, v in label_lookup.items()):
