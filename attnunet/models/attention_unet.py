@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnunet.errors import AttnUNetError
 from attnunet.models.attention_gate import AttentionGate
 from attnunet.models.gated_self_attention import GatedSelfAttention
 from attnunet.models.layers import conv_nd, conv_transpose_nd, interpolation_mode, norm_nd
@@ -78,7 +79,9 @@ class AttentionUNet(nn.Module):
         bottleneck_position: ``conv`` (depth-wise conv position encoding) or ``none``.
 
     Inputs of any spatial size are accepted: they are zero-padded to a multiple of the total
-    stride and the outputs cropped back.
+    stride (:meth:`padded_size`) and the outputs cropped back. The only sizes refused are those
+    that leave a single voxel per channel at the bottleneck, which normalisation cannot handle
+    (instance norm always; batch norm when training on one sample).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class AttentionUNet(nn.Module):
         if len(strides) != depth:
             raise ValueError(f"need {depth} strides for channels {list(channels)}, got {strides}")
         self.spatial_dims = spatial_dims
+        self.norm = norm
         self.strides = [_as_tuple(s, spatial_dims) for s in strides]
         self.total_stride = tuple(math.prod(s[a] for s in self.strides) for a in range(spatial_dims))
         gated = set(range(1, depth) if attention_levels is None else attention_levels) if attention else set()
@@ -164,6 +168,7 @@ class AttentionUNet(nn.Module):
     def forward_detailed(self, x: torch.Tensor) -> NetOutput:
         """Logits, deep-supervision logits (training mode only) and per-gate alpha maps."""
         spatial = x.shape[2:]
+        self._check_bottleneck(x.shape[0], spatial)
         x = self._pad(x)
         skips: list[torch.Tensor] = []
         h = x
@@ -196,15 +201,32 @@ class AttentionUNet(nn.Module):
 
     def attention_maps_from(self, out: NetOutput, spatial: Sequence[int]) -> dict[str, torch.Tensor]:
         """Resample the alphas of a :meth:`forward_detailed` result onto an input of size ``spatial``."""
-        padded = tuple(_ceil_to(n, s) for n, s in zip(spatial, self.total_stride))
+        padded = self.padded_size(spatial)
         mode = interpolation_mode(self.spatial_dims)
         return {
             name: self._crop(F.interpolate(a, size=padded, mode=mode, align_corners=False), spatial)
             for name, a in out.attention.items()
         }
 
+    def padded_size(self, spatial: Sequence[int]) -> tuple[int, ...]:
+        """The grid an input of size ``spatial`` is run on: each axis rounded up to a multiple of
+        the total stride. Deep-supervision logits live on this grid divided by the level's stride."""
+        return tuple(_ceil_to(int(n), s) for n, s in zip(spatial, self.total_stride))
+
+    def _check_bottleneck(self, batch: int, spatial: Sequence[int]) -> None:
+        """Refuse inputs whose bottleneck has a single value per channel to normalise."""
+        voxels = math.prod(n // s for n, s in zip(self.padded_size(spatial), self.total_stride))
+        values = voxels * batch if self.norm == "batch" else voxels
+        if values == 1 and (self.norm == "instance" or self.training):
+            size = "x".join(str(int(n)) for n in spatial)
+            stride = "x".join(str(s) for s in self.total_stride)
+            raise AttnUNetError(
+                f"input size {size} leaves one voxel at the bottleneck (total stride {stride}), too few for "
+                f"{self.norm} norm: use a patch / window larger than the total stride along at least one axis"
+            )
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        extra = [_ceil_to(n, s) - n for n, s in zip(x.shape[2:], self.total_stride)]
+        extra = [p - n for n, p in zip(x.shape[2:], self.padded_size(x.shape[2:]))]
         if not any(extra):
             return x
         pad: list[int] = []

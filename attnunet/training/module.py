@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,6 +17,7 @@ import attnunet
 from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from attnunet.data.transforms import IMAGE, LABEL
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
+from attnunet.models.attention_unet import NetOutput
 from attnunet.models.factory import build_model
 from attnunet.utils.channels import argmax_channels
 
@@ -32,7 +34,10 @@ class SegmentationModule(pl.LightningModule):
         optimizer: Hydra config of a partial optimiser (``_target_``, ``_partial_: true``, ...).
         scheduler: Hydra config of a partial LR scheduler, or None; stepped every epoch.
         loss: ``lambda_dice``, ``lambda_ce`` and ``deep_supervision_weights`` (``exp`` halves
-            the weight per coarser level, ``same`` weights all equally).
+            the weight per coarser level, ``same`` weights all equally; MONAI's
+            ``DeepSupervisionLoss`` weight modes). Each deep-supervision level is scored against
+            the label padded like the network input and downsampled onto that level's grid
+            (:func:`deep_supervision_targets`).
         channels_last: run the network in channels-last memory format.
         compile: run the network through ``torch.compile`` (training step and sliding window);
             state-dict keys are unchanged. Off by default: measured slower on CPU (see docs).
@@ -63,7 +68,10 @@ class SegmentationModule(pl.LightningModule):
             lambda_dice=float(loss.get("lambda_dice", 1.0)),
             lambda_ce=float(loss.get("lambda_ce", 1.0)),
         )
-        self.loss = DeepSupervisionLoss(dice_ce, weight_mode=str(loss.get("deep_supervision_weights", "exp")))
+        self.loss = dice_ce
+        # One weight per output, finest first: the logits, then each deep-supervision head.
+        weights = DeepSupervisionLoss(dice_ce, weight_mode=str(loss.get("deep_supervision_weights", "exp")))
+        self.level_weights = weights.get_weights(1 + len(self.net.aux_heads))
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         if channels_last:
             self.net = self.net.to(memory_format=self.memory_format)
@@ -85,11 +93,18 @@ class SegmentationModule(pl.LightningModule):
         x = batch[IMAGE]
         if x.ndim == 5:
             x = x.contiguous(memory_format=self.memory_format)
-        out = self._forward_detailed(x)
-        target = batch[LABEL].float()
-        loss = self.loss([out.logits.float(), *(a.float() for a in out.aux_logits)], target)
+        loss = self.supervised_loss(self._forward_detailed(x), batch[LABEL].float())
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         return loss
+
+    def supervised_loss(self, out: NetOutput, target: torch.Tensor) -> torch.Tensor:
+        """Weighted Dice+CE of the logits ``(B, K, *S)`` against ``target`` ``(B, 1, *S)`` (float
+        label values) plus that of every deep-supervision output ``(B, K, *S_k)`` against the
+        label on its grid."""
+        padded = self.net.padded_size(target.shape[2:])
+        targets = [target, *deep_supervision_targets(target, padded, [a.shape[2:] for a in out.aux_logits])]
+        outputs = [out.logits, *out.aux_logits]
+        return sum(w * self.loss(o.float(), t) for w, o, t in zip(self.level_weights, outputs, targets))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # Plain tensors: MetaTensors would leak into logged values and from there into checkpoints,
@@ -139,6 +154,25 @@ class SegmentationModule(pl.LightningModule):
             "preprocessing": dict(self.hparams.preprocessing),
             "sliding_window": self.window.to_dict(),
         }
+
+
+def deep_supervision_targets(
+    target: torch.Tensor, padded: Sequence[int], sizes: Sequence[Sequence[int]]
+) -> list[torch.Tensor]:
+    """Label ``(B, 1, *S)`` -> one target ``(B, 1, *S_k)`` per deep-supervision grid ``S_k`` in ``sizes``.
+
+    The network runs on ``padded`` (``S`` rounded up to a multiple of its total stride, zeros
+    appended at the end of each axis) and voxel ``i`` of a level whose grid is ``f`` times coarser
+    covers padded voxels ``f * i`` to ``f * i + f - 1``. The label is therefore padded the same way
+    (with background) before nearest-neighbour downsampling, which picks voxel ``f * i + f // 2``:
+    inside that block. Resizing the unpadded label instead would stretch it over the padding, off
+    the voxels the logits describe, whenever ``S`` is not a multiple of the total stride.
+    """
+    pad: list[int] = []
+    for n, p in zip(reversed(target.shape[2:]), reversed(padded), strict=True):  # F.pad: last axis first
+        pad += [0, int(p) - int(n)]
+    on_padded = F.pad(target, pad) if any(pad) else target
+    return [F.interpolate(on_padded, size=tuple(size), mode="nearest-exact") for size in sizes]
 
 
 def as_plain_tensor(t: torch.Tensor) -> torch.Tensor:
