@@ -164,3 +164,28 @@ def test_killed_folder_inference_leaves_only_whole_files_and_continues(tmp_path:
     assert f"{len(finished)} already finished" in result.stdout
     assert len(list(out.glob("*_seg.nii.gz"))) == 4
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # interrupted temporaries removed
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_get_the_umask_mode(tmp_path: Path, umask: int, mode: int) -> None:
+    """Outputs, metrics and checkpoints are written through a 0600 temporary file; the finished file
+    must have the mode the user's umask gives new files (a group can read them on a shared cluster)."""
+    script = (
+        "import sys, numpy as np, nibabel as nib, torch\n"
+        "from pathlib import Path\n"
+        "from attnunet.inference.io import save_like\n"
+        "from attnunet.evaluation.metrics import METRICS\n"
+        "from attnunet.evaluation.report import write_report\n"
+        "from attnunet.training.checkpoint_io import AtomicCheckpointIO\n"
+        "out = Path(sys.argv[1])\n"
+        "ref = nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4))\n"
+        "save_like(np.zeros((2, 2, 2), np.uint8), ref, out / 'a_seg.nii.gz', set())\n"
+        "write_report([{'case': 'a', 'label': 'pancreas', **dict.fromkeys(METRICS, 1.0)}], out)\n"
+        "AtomicCheckpointIO().save_checkpoint({'w': torch.zeros(1)}, out / 'last.ckpt')\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], check=True, preexec_fn=lambda: os.umask(umask), timeout=120
+    )
+    written = sorted(tmp_path.iterdir())
+    assert [p.name for p in written] == ["a_seg.nii.gz", "last.ckpt", "metrics.csv", "summary.json"]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(mode) for p in written}
