@@ -13,6 +13,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
 
 from attnunet.data.labels import apply_lookup
 from attnunet.errors import AttnUNetError
@@ -72,15 +73,39 @@ def score_pair(
     labels: dict[int, str],
     tolerance_mm: float,
 ) -> list[dict[str, Any]]:
-    """Rows for one case after checking that prediction and reference share one grid."""
-    if pred.shape != ref.array.shape:
-        raise AttnUNetError(
-            f"prediction shape {pred.shape} != reference shape {ref.array.shape} ({ref_path})", pred_path
-        )
-    if not np.allclose(pred_affine, ref.affine, atol=1e-3):
-        raise AttnUNetError(f"prediction affine differs from the reference affine ({ref_path})", pred_path)
+    """Rows for one case after checking that prediction ``(X, Y, Z)`` and reference share one grid
+    (see :func:`on_reference_grid`)."""
+    pred = on_reference_grid(pred, pred_affine, pred_path, ref, ref_path)
     rows = score_case(pred.astype(np.int64), ref.array, voxel_spacing(ref.affine), labels, tolerance_mm)
     return [{"case": case, **row} for row in rows]
+
+
+def on_reference_grid(
+    pred: np.ndarray, pred_affine: np.ndarray, pred_path: Path, ref: LabelMap, ref_path: Path
+) -> np.ndarray:
+    """``pred`` ``(X, Y, Z)`` in the reference's voxel order, refused unless both describe one grid.
+
+    As training's check of labels against images: a volume stored in another axis order or
+    direction (a label saved LPS against a RAS prediction, a DICOM series read in another order than
+    its NIfTI label) is the same grid once both are reoriented alike, so ``pred``'s axes are
+    permuted and flipped onto the reference's. After that the shapes must match and the affines
+    agree within 1e-3 mm; anything else is a different grid.
+    """
+    reoriented, affine = pred, np.asarray(pred_affine, dtype=np.float64)
+    start, end = io_orientation(affine), io_orientation(ref.affine)
+    if not (np.isnan(start).any() or np.isnan(end).any()):  # a degenerate affine is compared as stored
+        transform = ornt_transform(start, end)
+        reoriented = apply_orientation(pred, transform)
+        affine = affine @ inv_ornt_aff(transform, pred.shape)
+    if reoriented.shape != ref.array.shape:
+        raise AttnUNetError(
+            f"prediction shape {reoriented.shape} (in the reference's axis order) != reference shape "
+            f"{ref.array.shape} ({ref_path})",
+            pred_path,
+        )
+    if not np.allclose(affine, ref.affine, atol=1e-3):
+        raise AttnUNetError(f"prediction affine differs from the reference affine ({ref_path})", pred_path)
+    return reoriented
 
 
 def write_report(rows: Iterable[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
