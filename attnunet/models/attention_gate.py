@@ -33,7 +33,9 @@ class AttentionGate(nn.Module):
         spatial_dims: 2 or 3.
         skip_channels: ``C_x``.
         gating_channels: ``C_g``.
-        inter_channels: ``C_int``; default ``C_x // 2`` (at least 1), as in the paper's code.
+        inter_channels: ``C_int``; default ``C_x // 2`` (at least 1), the fallback of the
+            authors' gate layer. Their released 3D networks pass ``C_x`` instead; why attnunet
+            keeps the halved width is in docs/model.md.
         stride: grid ratio between ``x`` and ``g`` per axis (int or sequence), usually 2.
         norm: ``instance`` or ``batch`` for the output normalisation.
 
