@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import attnunet
+from tests.test_inference import CT
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +71,47 @@ def test_missing_resume_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
     assert (
         result.stderr.strip().splitlines()[-1] == "error: /nonexistent/x.ckpt: checkpoint to resume from does not exist"
     )
+
+
+def test_resume_from_a_pickled_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "epoch": 0, "payload": argparse.Namespace(run="code")}, evil)
+    result = attnunet(["train", "experiment=smoke", f"ckpt_path={evil}"], tmp_path, tmp_path / "cache")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {evil}: refused: not a plain-data checkpoint (would need to unpickle argparse.Namespace)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_validation_says_so_and_names_last_checkpoint(smoke_run, tmp_path: Path) -> None:
+    _, _, cache = smoke_run
+    args = ["train", "experiment=smoke", "trainer.max_epochs=1", "trainer.check_val_every_n_epoch=5"]
+    result = attnunet(args, tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = next((tmp_path / "outputs" / "train").iterdir())
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"no validation ran, so there is no best checkpoint; last checkpoint: {last}"
+    )
+
+
+def test_normal_runs_print_no_dependency_warnings(smoke_run, tmp_path: Path) -> None:
+    """train (the smoke run), infer and evaluate: no FutureWarning/UserWarning/deprecation notices."""
+    run, train, cache = smoke_run
+    ckpt = run / "checkpoints" / "best.ckpt"
+    infer = attnunet(
+        ["infer", f"ckpt_path={ckpt}", f"input={CT}", f"output_dir={tmp_path / 'p'}", "save_attention=true"],
+        tmp_path,
+        cache,
+    )
+    evaluate = attnunet(["evaluate", f"ckpt_path={ckpt}", "data.max_cases=4", "data.spacing=[4,4,4]"], tmp_path, cache)
+    for result in (train, infer, evaluate):
+        assert result.returncode == 0, result.stderr[-3000:]
+        output = result.stdout + result.stderr
+        for noise in ("Warning:", "WARNING", "deprecated"):
+            assert noise not in output, output[-3000:]
 
 
 def test_synth_command_writes_an_msd_dataset(tmp_path: Path) -> None:

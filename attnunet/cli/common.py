@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnunet.errors import user_error
 from attnunet.utils.allocator import keep_freed_memory
+from attnunet.utils.quiet import silence_known_dependency_noise
 
 log = logging.getLogger("attnunet")
 
@@ -27,6 +28,7 @@ def _at_most(value: int, limit: int | None) -> int:
 # the tests import this module). ``at_most`` lets data.max_cases (a key every data config has) also
 # shrink the synthetic set that is generated, so experiments never set a synthetic-only key.
 OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
+silence_known_dependency_noise()  # every command imports this module before it does any work
 
 
 def config_dir() -> str:

@@ -87,8 +87,11 @@ def main(cfg: DictConfig) -> float | None:
     if cfg.run_dir is None:
         cfg.run_dir = HydraConfig.get().runtime.output_dir
     path, score = train(cfg)
-    shown = "n/a" if score is None else f"{score:.4f}"
-    print(f"best checkpoint: {path}  val/dice: {shown}", flush=True)
+    if score is None:
+        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+        print(f"no validation ran, so there is no best checkpoint; last checkpoint: {last}", flush=True)
+    else:
+        print(f"best checkpoint: {path}  val/dice: {score:.4f}", flush=True)
     return score
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,23 +31,35 @@ class LoadedModel:
     meta: dict[str, Any]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
-    """Read ``path`` without unpickling code; refuse anything that is not an attnunet checkpoint."""
+def read_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, nothing in the file runs.
+
+    The one safe reader for inference, evaluation and resumed training; a file that would need to
+    unpickle objects, or cannot be read, is an :class:`AttnUNetError` naming it.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise AttnUNetError("checkpoint not found", path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
-        raise AttnUNetError(
-            f"refused: not a plain-data checkpoint (would need to unpickle objects: {first})", path
-        ) from None
+        # torch's message is a paragraph; the object it refused is named after "GLOBAL".
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = found.group(1) if found else type(e).__name__
+        raise AttnUNetError(f"refused: not a plain-data checkpoint (would need to unpickle {what})", path) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise AttnUNetError(
             f"unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})", path
         ) from None
-    if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict):
+        raise AttnUNetError("not a checkpoint (expected a dictionary)", path)
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Read ``path`` without unpickling code; refuse anything that is not an attnunet checkpoint."""
+    ckpt = read_checkpoint_file(path, map_location)
+    if CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
         raise AttnUNetError("not an attnunet checkpoint (no model description inside)", path)
     meta = ckpt[CHECKPOINT_KEY]
     if int(meta.get("format", 0)) > CHECKPOINT_FORMAT:

@@ -16,11 +16,18 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from attnunet.inference.checkpoint import read_checkpoint_file
 from attnunet.utils.atomic import atomic_target, remove_leftovers
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` with same-folder temporary file + fsync + ``os.replace`` for local paths."""
+    """``TorchCheckpointIO`` with same-folder temporary file + fsync + ``os.replace`` for local paths,
+    and resumed runs read through the product's safe loader (one-line error, never a traceback)."""
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        if "://" in str(path):  # remote storage: Lightning's fsspec path, always weights-only
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        return read_checkpoint_file(path, map_location=map_location)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if "://" in str(path):  # remote storage: keep Lightning's fsspec path
