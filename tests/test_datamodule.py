@@ -63,3 +63,44 @@ def test_training_batches_are_patches_with_foreground(tiny_dataset: Path) -> Non
     assert all(bool((lab > 0).any()) for lab in batch["label"])  # positive_fraction=1: foreground-centred
     val = next(iter(dm.val_dataloader()))
     assert val["image"].shape[:2] == (1, 1) and val["image"].shape[2:] == val["label"].shape[2:]
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ('[{"train": ["synth_000", "synth_001"], "val": ["synth_001"]}]', r"1 cases are in both train and val"),
+        ('{"train": [], "val": []}', "expected a list of"),
+        ('[{"train": ["synth_000"]}]', "expected a list of"),
+        ("[not json", "not valid JSON"),
+    ],
+)
+def test_bad_splits_file_is_refused(tiny_dataset: Path, tmp_path: Path, content: str, problem: str) -> None:
+    splits = tmp_path / "splits.json"
+    splits.write_text(content)
+    with pytest.raises(AttnUNetError, match=problem) as info:
+        SegmentationDataModule(root=str(tiny_dataset), splits_file=str(splits)).split()
+    assert str(splits) in str(info.value)
+
+
+def test_only_rank_zero_writes_the_splits_file(tiny_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    from attnunet.data import datamodule
+
+    splits = tmp_path / "run" / "splits.json"
+    monkeypatch.setattr(datamodule, "_is_rank_zero", lambda: False)
+    train, val = SegmentationDataModule(root=str(tiny_dataset), splits_file=str(splits)).split()
+    assert not splits.parent.exists() or not list(splits.parent.iterdir())
+    monkeypatch.setattr(datamodule, "_is_rank_zero", lambda: True)
+    assert SegmentationDataModule(root=str(tiny_dataset), splits_file=str(splits)).split() == (train, val)
+    assert [p.name for p in splits.parent.iterdir()] == ["splits.json"]  # no temporary file left
+    assert json.loads(splits.read_text())[0]["val"] == [c["case_id"] for c in val]
+
+
+def test_ddp_validation_share_pads_ranks_with_weightless_repeats() -> None:
+    from attnunet.data.datamodule import validation_share
+
+    val = [{"case_id": f"c{i}"} for i in range(3)]
+    shares = [validation_share(val, rank, 2) for rank in range(2)]
+    assert [[c["case_id"] for c in cases] for cases, _ in shares] == [["c0", "c2"], ["c1", "c0"]]
+    assert [w for _, w in shares] == [[1.0, 1.0], [1.0, 0.0]]
+    lone = [validation_share(val[:1], rank, 3) for rank in range(3)]
+    assert [w for _, w in lone] == [[1.0], [0.0], [0.0]]  # every rank runs one step; one counts

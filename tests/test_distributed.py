@@ -16,13 +16,17 @@ from tests.conftest import attnunet, compose_train
 
 pytestmark = pytest.mark.slow
 
-# Three validation cases over two ranks: an uneven split, where padding would count a case twice.
-DATA = ["data.num_cases=6", "data.val_fraction=0.5"]
+# Three validation cases over two ranks: an uneven split, where padding must not count a case twice;
+# one validation case over two ranks: the second rank has none and must contribute zero counts.
+SPLITS = {"three_val_cases": (6, 0.5), "one_val_case": (4, 0.25)}
 
 
-def test_ddp_cpu_run_matches_single_process_dice(smoke_run, tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", sorted(SPLITS))
+def test_ddp_cpu_run_matches_single_process_dice(split: str, smoke_run, tmp_path: Path) -> None:
     _, _, cache = smoke_run
-    args = ["experiment=smoke", "trainer=ddp_cpu", "trainer.max_epochs=1", *DATA]
+    num_cases, val_fraction = SPLITS[split]
+    data = [f"data.max_cases={num_cases}", f"data.val_fraction={val_fraction}"]
+    args = ["experiment=smoke", "trainer=ddp_cpu", "trainer.max_epochs=1", *data]
     result = attnunet(["train", *args], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "train").iterdir())
@@ -36,8 +40,8 @@ def test_ddp_cpu_run_matches_single_process_dice(smoke_run, tmp_path: Path) -> N
 
     # Same weights, same validation cases, one process.
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    cfg = compose_train(["experiment=smoke", *DATA, f"run_dir={tmp_path / 'single'}"])
-    cfg.data.root = str(next(p for p in cache.iterdir() if "-n6-" in p.name))
+    cfg = compose_train(["experiment=smoke", *data, f"run_dir={tmp_path / 'single'}"])
+    cfg.data.root = str(next(p for p in cache.iterdir() if f"-n{num_cases}-" in p.name))
     datamodule = instantiate(cfg.data)
     module = SegmentationModule(**ckpt["hyper_parameters"])
     module.load_state_dict(ckpt["state_dict"])

@@ -172,3 +172,32 @@ def test_ablation_is_one_command_and_writes_a_report(smoke_run, tmp_path: Path) 
     runs = json.loads((sweep / "report.json").read_text())["runs"]
     params = {r["variant"]: r["parameters"] for r in runs}
     assert params["unet"] < params["attention_unet"] < params["attention_unet_gated"]
+
+
+def test_checkpoint_stores_the_split_and_evaluate_scores_its_validation_cases(smoke_run, tmp_path: Path) -> None:
+    """Evaluate mode 1 scores the validation cases the run held out, whatever split the current
+    config would draw (another seed here), so training cases never leak into the scores."""
+    from hydra.utils import instantiate
+
+    from attnunet.evaluation.on_split import evaluate_on_split
+    from attnunet.inference.checkpoint import load_checkpoint
+    from attnunet.inference.predictor import Predictor
+    from tests.conftest import compose_train
+
+    run, _, cache = smoke_run
+    stored = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["attnunet"]["split"]
+    assert stored == json.loads((run / "splits.json").read_text())[0]
+    assert len(stored["val"]) == 1 and not set(stored["train"]) & set(stored["val"])
+
+    root = next(p for p in cache.iterdir() if p.name.startswith("synthetic"))
+    for seed in range(1, 20):  # a seed whose own split would validate on another case
+        cfg = compose_train(["experiment=smoke", f"data.split_seed={seed}", f"run_dir={tmp_path / str(seed)}"])
+        cfg.data.root = str(root)
+        datamodule = instantiate(cfg.data)
+        if [c["case_id"] for c in datamodule.split()[1]] != stored["val"]:
+            break
+    else:
+        pytest.fail("no seed gives another split")
+    predictor = Predictor(load_checkpoint(run / "checkpoints" / "best.ckpt"))
+    rows = evaluate_on_split(predictor, datamodule, "val", 2.0, run / "checkpoints" / "best.ckpt")
+    assert sorted({r["case"] for r in rows}) == stored["val"]

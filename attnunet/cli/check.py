@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors
 from attnunet.data.fingerprint import fingerprint_cases, report, suggest, write_override
+from attnunet.utils.atomic import write_text_atomically
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="check")
@@ -27,7 +28,7 @@ def main(cfg: DictConfig) -> None:
     if fp.spacings:
         stats["suggested"] = suggest(fp)
         write_override(stats["suggested"], run_dir / "experiment" / "fingerprint.yaml")
-    (run_dir / "fingerprint.yaml").write_text(yaml.safe_dump(stats, sort_keys=False))
+    write_text_atomically(run_dir / "fingerprint.yaml", yaml.safe_dump(stats, sort_keys=False))
     print(yaml.safe_dump(stats, sort_keys=False))
     print(f"fingerprint: {run_dir / 'fingerprint.yaml'}")
     if fp.spacings:

@@ -99,8 +99,28 @@ def kfold_splits(cases: list[Case], folds: int, seed: int) -> list[dict[str, lis
     return [{"train": sorted(set(ids) - set(part)), "val": part} for part in parts]
 
 
+def read_splits(path: Path) -> list[dict[str, list[str]]]:
+    """A splits file: ``[{"train": [case ids], "val": [case ids]}, ...]`` (one entry per fold)."""
+    try:
+        folds = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AttnUNetError(f"not valid JSON ({e})", path) from None
+    well_formed = isinstance(folds, list) and all(
+        isinstance(f, dict) and all(isinstance(f.get(k), list) for k in ("train", "val")) for f in folds
+    )
+    if not well_formed or not folds:
+        raise AttnUNetError('expected a list of {"train": [case ids], "val": [case ids]} folds', path)
+    return folds
+
+
 def apply_split(cases: list[Case], split: dict[str, list[str]], source: str | Path) -> tuple[list[Case], list[Case]]:
-    """Cases of a ``{"train": [...], "val": [...]}`` split; every listed id must exist."""
+    """Cases of a ``{"train": [...], "val": [...]}`` split; every listed id must exist, and no case
+    may be on both sides (it would be scored on data it was trained on)."""
+    both = sorted(set(split["train"]) & set(split["val"]))
+    if both:
+        raise AttnUNetError(f"{len(both)} cases are in both train and val, e.g. {both[:5]}", source)
+    if not split["val"]:
+        raise AttnUNetError("the split has no validation cases", source)
     by_id = {c["case_id"]: c for c in cases}
     missing = sorted((set(split["train"]) | set(split["val"])) - set(by_id))
     if missing:

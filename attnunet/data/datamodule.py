@@ -13,15 +13,23 @@ import pytorch_lightning as pl
 import torch
 from monai import transforms as mt
 from monai.data import DataLoader, Dataset, list_data_collate, partition_dataset
+from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import DistributedSampler
 
 from attnunet.data import synthetic
 from attnunet.data.cache import cache_key, cached_dataset
-from attnunet.data.datalist import Case, apply_split, kfold_splits, split_cases
+from attnunet.data.datalist import Case, apply_split, kfold_splits, read_splits, split_cases
 from attnunet.data.labels import merge_labels
 from attnunet.data.layouts import CaseList, discover
-from attnunet.data.transforms import AugmentationSpec, PreprocessingSpec, preprocessing, training_sampling
+from attnunet.data.transforms import (
+    VAL_WEIGHT,
+    AugmentationSpec,
+    PreprocessingSpec,
+    preprocessing,
+    training_sampling,
+)
 from attnunet.errors import AttnUNetError
+from attnunet.utils.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +132,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.synthetic = synthetic
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        # {"train": [case ids], "val": [case ids]} of the whole run (all ranks), set by setup();
+        # stored in checkpoints so evaluation scores exactly the cases the model did not train on.
+        self.case_split: dict[str, list[str]] | None = None
         self.partitioned = False
 
     def prepare_data(self) -> None:
@@ -165,21 +176,17 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         train, val = self.split()
+        self.case_split = {"train": [c["case_id"] for c in train], "val": [c["case_id"] for c in val]}
         log.info("%d training and %d validation cases from %s", len(train), len(val), self.case_list.source)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Each rank loads (and caches) only its own share: training cases shuffled into equal
             # parts (padded by repeats so every rank runs the same number of steps), validation
             # cases dealt out without repeats (Dice is summed over ranks, see the module).
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-            if len(val) < world:
-                raise AttnUNetError(
-                    f"{len(val)} validation cases for {world} processes; each needs at least one "
-                    "(raise data.val_fraction or use fewer devices)"
-                )
             train = partition_dataset(
                 train, num_partitions=world, shuffle=True, seed=self.split_seed, even_divisible=True
             )[rank]
-            val = val[rank::world]
+            val, weights = validation_share(val, rank, world)
             self.partitioned = True
         base = self.base_transforms()
         sampling = training_sampling(
@@ -187,6 +194,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         )
         self.train_set = self._dataset(train, base + sampling, {"patch_size": self.patch_size})
         self.val_set = self._dataset(val, base, {})
+        if self.partitioned:
+            self.val_set = WeightedCases(self.val_set, weights)
 
     def _dataset(self, cases: list[Case], steps: list[mt.MapTransform], extra: dict[str, Any]) -> Dataset:
         settings = {
@@ -203,7 +212,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         """Training and validation cases: from ``splits_file``, k folds, or ``val_fraction``."""
         cases = self.case_list.cases
         if self.splits_file is not None and self.splits_file.is_file():
-            folds = json.loads(self.splits_file.read_text())
+            folds = read_splits(self.splits_file)
         elif self.folds:
             folds = kfold_splits(cases, self.folds, self.split_seed)
         else:
@@ -211,10 +220,12 @@ class SegmentationDataModule(pl.LightningDataModule):
             folds = [{"train": [c["case_id"] for c in train], "val": [c["case_id"] for c in val]}]
         if not 0 <= self.fold < len(folds):
             raise AttnUNetError(f"fold {self.fold} does not exist; there are {len(folds)}", self.splits_file)
-        if self.splits_file is not None and not self.splits_file.is_file():
-            self.splits_file.parent.mkdir(parents=True, exist_ok=True)
-            self.splits_file.write_text(json.dumps(folds, indent=1))
+        if self.splits_file is not None and not self.splits_file.is_file() and _is_rank_zero():
+            # One writer, whole file or none: every rank computed the same folds, so the others
+            # need not wait for it; a later reader never sees a half-written file.
+            write_text_atomically(self.splits_file, json.dumps(folds, indent=1))
         return apply_split(cases, folds[self.fold], self.splits_file or self.case_list.source)
+
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
@@ -241,6 +252,36 @@ class SegmentationDataModule(pl.LightningDataModule):
         if not self.partitioned:
             return None
         return DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.split_seed)
+
+
+def _is_rank_zero() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def validation_share(val: list[Case], rank: int, world: int) -> tuple[list[Case], list[float]]:
+    """This rank's validation cases (every ``world``-th, no repeats) padded to the same number on
+    every rank with weight-0 repeats, so each rank runs the same validation loop (its hooks, and the
+    Dice sum across ranks, need every rank) even with fewer cases than processes."""
+    per_rank = -(-len(val) // world)
+    mine = val[rank::world]
+    padding = per_rank - len(mine)
+    return mine + [val[0]] * padding, [1.0] * len(mine) + [0.0] * padding
+
+
+class WeightedCases(TorchDataset):
+    """Adds ``val_weight`` to each item of ``dataset`` after its transforms (and caches), so the
+    cached volumes stay the same whatever a case weighs."""
+
+    def __init__(self, dataset: Dataset, weights: Sequence[float]) -> None:
+        self.dataset, self.weights = dataset, list(weights)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.dataset[index], VAL_WEIGHT: self.weights[index]}
 
 
 class SyntheticDataModule(SegmentationDataModule):

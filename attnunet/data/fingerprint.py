@@ -22,6 +22,7 @@ from monai import transforms as mt
 from attnunet.data.datalist import Case
 from attnunet.data.transforms import IMAGE, LABEL, BodyMask, PreprocessingSpec, loading
 from attnunet.errors import as_user_error
+from attnunet.utils.atomic import write_text_atomically
 from attnunet.utils.geometry import voxel_spacing
 
 MAX_PATCH_VOXELS = 96**3
@@ -115,4 +116,4 @@ def write_override(suggestion: dict[str, Any], path: Path) -> None:
         "data:",
     ]
     lines += [f"  {key}: {value}" for key, value in suggestion.items()]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomically(path, "\n".join(lines) + "\n")

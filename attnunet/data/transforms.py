@@ -23,6 +23,7 @@ from attnunet.data.naming import is_nifti
 from attnunet.errors import AttnUNetError
 
 IMAGE, LABEL = "image", "label"
+VAL_WEIGHT = "val_weight"  # validation items under DDP: 0 for a rank's padding repeats
 
 
 @dataclass(frozen=True)

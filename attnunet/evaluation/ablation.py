@@ -24,6 +24,7 @@ from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.models.attention_unet import count_parameters
+from attnunet.utils.atomic import write_text_atomically
 
 REPORTED = ("dice", "recall", "precision", "hd95_mm")
 
@@ -106,10 +107,10 @@ def write_ablation_report(sweep_dir: str | Path, split: str = "val", tolerance_m
     jobs = sorted(p.parent.parent for p in sweep_dir.glob("*/checkpoints/best.ckpt"))
     runs = [score_run(job, split, tolerance_mm) for job in jobs]
     table = summarise_variants(runs)
-    (sweep_dir / "report.json").write_text(json.dumps({"runs": runs, "variants": table}, indent=2))
+    write_text_atomically(sweep_dir / "report.json", json.dumps({"runs": runs, "variants": table}, indent=2))
     plot(table, sweep_dir / "report.png")
     text = f"# Ablation ({len(runs)} runs, {split} split)\n\n{markdown(table)}\n\n![scores](report.png)\n"
-    (sweep_dir / "report.md").write_text(text)
+    write_text_atomically(sweep_dir / "report.md", text)
     return sweep_dir / "report.md"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,24 @@ from attnunet.errors import AttnUNetError
 from attnunet.evaluation.report import check_label_values, read_label_map, relabelled, score_pair
 from attnunet.inference.predictor import Predictor
 
+log = logging.getLogger(__name__)
+
+
+def stored_split_cases(
+    datamodule: SegmentationDataModule, ids: list[str], split: str, ckpt_path: str | Path
+) -> list[dict[str, str]]:
+    """The cases of the split stored in the checkpoint at training time (whatever seed, fold or
+    fraction the current config says), so no training case is ever scored as a validation case."""
+    by_id = {c["case_id"]: c for c in datamodule.case_list.cases}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise AttnUNetError(
+            f"the checkpoint's {split} cases {missing[:3]} are not in {datamodule.case_list.source} "
+            "(another dataset? use split=all)",
+            ckpt_path,
+        )
+    return [by_id[i] for i in ids]
+
 
 def evaluate_on_split(
     predictor: Predictor,
@@ -21,7 +40,8 @@ def evaluate_on_split(
     ckpt_path: str | Path = "checkpoint",
 ) -> list[dict[str, Any]]:
     """Metric rows for every case of ``split`` (``val``, ``train`` or ``all``), scored on each
-    case's own grid after the same inference as ``attnunet-infer``."""
+    case's own grid after the same inference as ``attnunet-infer``. ``val``/``train`` are the
+    checkpoint's stored case ids when it has them."""
     labels = predictor.model.labels
     datamodule.prepare_data()
     if datamodule.labels != labels:
@@ -30,8 +50,11 @@ def evaluate_on_split(
         raise AttnUNetError(f"split must be val, train or all, got {split!r}")
     if split == "all":
         cases = datamodule.case_list.cases
-    else:
-        train, val = datamodule.split()  # the training run's split (data.splits_file / folds / fraction)
+    elif predictor.model.meta.get("split"):
+        cases = stored_split_cases(datamodule, predictor.model.meta["split"][split], split, ckpt_path)
+    else:  # checkpoints from before the split was stored: rebuilt from the data settings
+        log.warning("%s holds no case split; using the one data.* gives (pass the run's splits_file)", ckpt_path)
+        train, val = datamodule.split()
         cases = train if split == "train" else val
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="cases", unit="case"):

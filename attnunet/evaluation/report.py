@@ -18,7 +18,7 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from attnunet.data.labels import apply_lookup
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.metrics import METRICS, score_case, summarise
-from attnunet.utils.atomic import atomic_target
+from attnunet.utils.atomic import write_text_atomically
 from attnunet.utils.geometry import voxel_spacing
 
 COLUMNS = ("case", "label", *METRICS)
@@ -112,8 +112,8 @@ def write_report(rows: Iterable[dict[str, Any]], out_dir: Path) -> dict[str, Any
     """Write ``metrics.csv`` and ``summary.json`` atomically; return the summary."""
     rows = list(rows)
     summary = {"cases": len({r["case"] for r in rows}), "per_label": summarise(rows)}
-    _atomic_write(out_dir / "metrics.csv", _csv_text(rows))
-    _atomic_write(out_dir / "summary.json", json.dumps(_json_safe(summary), indent=2))
+    write_text_atomically(out_dir / "metrics.csv", _csv_text(rows))
+    write_text_atomically(out_dir / "summary.json", json.dumps(_json_safe(summary), indent=2))
     return summary
 
 
@@ -144,8 +144,3 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    with atomic_target(path) as tmp:
-        tmp.write_text(text)

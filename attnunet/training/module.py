@@ -15,7 +15,7 @@ from monai.metrics import compute_dice
 
 import attnunet
 from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
-from attnunet.data.transforms import IMAGE, LABEL
+from attnunet.data.transforms import IMAGE, LABEL, VAL_WEIGHT
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
 from attnunet.models.attention_unet import NetOutput
 from attnunet.models.factory import build_model
@@ -60,6 +60,7 @@ class SegmentationModule(pl.LightningModule):
         self.labels = {int(k): str(v) for k, v in labels.items()}
         self.net = build_model({**model, "num_classes": len(self.labels)})
         self.window = SlidingWindowSpec.from_dict(sliding_window)
+        self.case_split: dict[str, list[str]] | None = None  # from the datamodule at setup
         loss = loss or {}
         dice_ce = DiceCELoss(
             to_onehot_y=True,
@@ -107,6 +108,8 @@ class SegmentationModule(pl.LightningModule):
         return sum(w * self.loss(o.float(), t) for w, o, t in zip(self.level_weights, outputs, targets))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if VAL_WEIGHT in batch and not bool(torch.as_tensor(batch[VAL_WEIGHT]).any()):
+            return  # a DDP rank's padding case: it runs the loop but counts nothing
         # Plain tensors: MetaTensors would leak into logged values and from there into checkpoints,
         # which then no longer load with weights_only=True.
         image, label = as_plain_tensor(batch[IMAGE]), as_plain_tensor(batch[LABEL])
@@ -140,6 +143,11 @@ class SegmentationModule(pl.LightningModule):
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
+    def setup(self, stage: str) -> None:
+        """Keep the datamodule's train/validation case ids (set up just before) for the checkpoint."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.case_split = getattr(datamodule, "case_split", None)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make the checkpoint self-describing with plain data only (loadable with weights_only)."""
         checkpoint[CHECKPOINT_KEY] = self.describe()
@@ -153,6 +161,7 @@ class SegmentationModule(pl.LightningModule):
             "labels": {str(k): v for k, v in self.labels.items()},
             "preprocessing": dict(self.hparams.preprocessing),
             "sliding_window": self.window.to_dict(),
+            "split": self.case_split,
         }
 
 

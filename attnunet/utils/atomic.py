@@ -49,3 +49,9 @@ def atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_target`: readers see the old or the whole new file."""
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
