@@ -28,7 +28,7 @@ from pydicom.uid import (
 )
 
 from attnunet.data.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs, write_series
-from attnunet.data.transforms import loading
+from attnunet.data.transforms import load_images, loading
 from attnunet.errors import AttnUNetError, user_error
 
 SHAPE = (7, 9, 6)  # columns, rows, slices: all different so a swapped axis shows
@@ -187,7 +187,7 @@ def test_irregular_series_are_refused_naming_the_problem(tmp_path: Path, broken:
     with pytest.raises(AttnUNetError, match=message):
         check_dicom_series(series)
     with pytest.raises(AttnUNetError, match=message):  # the reader refuses too, not only the header check
-        mt.LoadImage(image_only=True)(str(series))
+        load_images(["image"])({"image": str(series)})["image"]
     with pytest.raises(Exception) as caught:  # noqa: PT011 - MONAI's Compose wraps our error
         _load(series)
     assert user_error(caught.value) is not None and "\n" not in str(user_error(caught.value))

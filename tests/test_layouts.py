@@ -17,7 +17,7 @@ from attnunet.data.dicom import write_series
 from attnunet.data.labels import merge_labels
 from attnunet.data.layouts import discover
 from attnunet.data.synthetic import reorient, write_dataset
-from attnunet.data.transforms import PreprocessingSpec, preprocessing
+from attnunet.data.transforms import PreprocessingSpec, load_images, preprocessing
 from attnunet.errors import AttnUNetError, user_error
 
 NIH = {"image_dir": "Pancreas-CT", "label_dir": "TCIA_pancreas_labels-02-05-2017"}
@@ -152,7 +152,7 @@ def test_merge_labels_maps_values_and_names(tiny_dataset: Path) -> None:
 def test_dicom_series_writer_round_trips_geometry(tiny_dataset: Path, tmp_path: Path) -> None:
     image_path = discover("auto", tiny_dataset).cases[0]["image"]
     series = write_series(Path(image_path), tmp_path / "series")
-    loaded = mt.LoadImage(image_only=True)(str(series))
+    loaded = load_images(["image"])({"image": str(series)})["image"]
     canonical = nib.as_closest_canonical(nib.load(image_path))
     assert tuple(loaded.shape) == canonical.shape
     assert np.allclose(np.asarray(loaded.affine), canonical.affine, atol=1e-3)

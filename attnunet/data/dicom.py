@@ -1,7 +1,7 @@
 """DICOM series: finding them, checking their geometry, reading them, and writing one (synthetic NIH-style data).
 
-A series folder is read by :class:`DicomSeriesReader`, which MONAI's ``LoadImage`` picks for any
-folder once this module is imported (it is registered in MONAI's ``SUPPORTED_READERS``). Slices are
+A series folder is read by :class:`DicomSeriesReader`, one of the readers the preprocessing gives
+MONAI's ``LoadImage`` (``attnunet.data.transforms.IMAGE_READERS``). Slices are
 ordered by their position along the slice normal, never by InstanceNumber, and the affine comes
 from the slices' own ImagePositionPatient/ImageOrientationPatient/PixelSpacing. A series whose
 slices do not form one regular grid (duplicate or missing slices, uneven spacing, gantry tilt,
@@ -20,7 +20,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 from monai.data.image_reader import ImageReader
-from monai.transforms.io.array import SUPPORTED_READERS
 from monai.utils import ensure_tuple
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -209,8 +208,6 @@ class DicomSeriesReader(ImageReader):
         }
         return read_series_voxels(img), meta
 
-
-SUPPORTED_READERS["attnunetdicomseriesreader"] = DicomSeriesReader  # last registered: tried first for folders
 
 
 def _read_header(path: Path) -> pydicom.Dataset:

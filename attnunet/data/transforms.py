@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai import transforms as mt
 
-from attnunet.data.dicom import check_dicom_series
+from attnunet.data.dicom import DicomSeriesReader, check_dicom_series
 from attnunet.data.naming import is_nifti
 from attnunet.errors import AttnUNetError
 
@@ -86,6 +86,15 @@ class BodyMask:
 
     def __call__(self, image: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         return image > self.threshold_hu
+
+
+def load_images(keys: Sequence[str]) -> mt.LoadImaged:
+    """MONAI's loader (NIfTI through nibabel) with attnunet's DICOM series reader, which checks the
+    series geometry (MONAI's PydicomReader orders slices by InstanceNumber). Registered last, it is
+    tried first, and it claims only folders; its one-line errors reach the user unwrapped."""
+    loader = mt.LoadImaged(keys, image_only=True)
+    loader.register(DicomSeriesReader())
+    return loader
 
 
 MAX_VOXELS = 2**31  # a 1290^3 volume; larger headers are almost surely corrupt, and would not fit anyway
@@ -230,7 +239,7 @@ def loading(
     keys = list(keys)
     steps: list[mt.MapTransform] = [
         InspectHeaderd(keys),
-        mt.LoadImaged(keys, image_only=True),
+        load_images(keys),
         DropTrailingSingletonsd(keys),
         ValidateVolumed(keys, num_labels),
     ]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.transforms import LoadImage
 from tqdm import tqdm
 
 from attnunet.data.naming import is_nifti
+from attnunet.data.transforms import IMAGE, load_images
 from attnunet.errors import as_user_error
 from attnunet.inference.io import prepare_output_dir, save_like
 from attnunet.inference.predictor import Prediction, Predictor
@@ -64,7 +64,7 @@ def predict_cases(
                 ct = (
                     np.asanyarray(reference.dataobj)
                     if is_nifti(path)
-                    else LoadImage(image_only=True)(str(path)).numpy()
+                    else load_images([IMAGE])({IMAGE: str(path)})[IMAGE].numpy()
                 )
                 save_png(render_preview(ct, prediction, window), out / f"{case}_preview.png")
             write_prediction(prediction, reference, out, case, inputs, save_probabilities, save_attention)
