@@ -201,3 +201,19 @@ def test_checkpoint_stores_the_split_and_evaluate_scores_its_validation_cases(sm
     predictor = Predictor(load_checkpoint(run / "checkpoints" / "best.ckpt"))
     rows = evaluate_on_split(predictor, datamodule, "val", 2.0, run / "checkpoints" / "best.ckpt")
     assert sorted({r["case"] for r in rows}) == stored["val"]
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("model.norm=group", "error: model: norm must be one of ('instance', 'batch'), got 'group'"),
+        ("data.normalization=foo", "error: data: normalization must be window or zscore, got 'foo'"),
+        ("trainer.max_epochs=-5", "error: trainer: `max_epochs` must be a non-negative integer or -1"),
+    ],
+)
+def test_bad_setting_is_a_one_line_error_naming_its_group(setting: str, message: str, smoke_run, tmp_path) -> None:
+    _, _, cache = smoke_run
+    result = attnunet(["train", "experiment=smoke", setting], tmp_path, cache)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in result.stderr

@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-from attnunet.errors import user_error
+from attnunet.errors import AttnUNetError, user_error
 from attnunet.utils.allocator import keep_freed_memory
 from attnunet.utils.quiet import silence_known_dependency_noise
 
@@ -42,6 +44,29 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"attnunet configs not found next to {package}")
+
+
+@contextmanager
+def settings_of(group: str, *also: type[Exception]) -> Iterator[None]:
+    """Errors raised while building objects from the ``group`` config (``model``, ``data``, ...) are
+    bad settings: report them as ``error: <group>: <message>`` instead of a traceback.
+
+    Only ``ValueError``/``TypeError`` (what constructors raise for a bad value or an unknown key),
+    the library-specific kinds in ``also`` and Hydra's wrapper of them; anything else is a bug and
+    keeps its traceback.
+    """
+    kinds = (ValueError, TypeError, *also)
+    try:
+        yield
+    except (*kinds, InstantiationException) as e:
+        if user_error(e) is not None:
+            raise
+        root: BaseException = e
+        while root.__cause__ is not None:
+            root = root.__cause__
+        if not isinstance(root, kinds):
+            raise
+        raise AttnUNetError(str(root).strip().splitlines()[0], group) from e
 
 
 def report_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

@@ -30,8 +30,8 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
         tta=cfg.tta,
         largest_component=cfg.largest_component,
         attention=attention,
-        channels_last=cfg.get("channels_last", "auto"),
-        compile=bool(cfg.get("compile", False)),
+        channels_last=cfg.performance.channels_last,
+        compile=bool(cfg.performance.compile),
     )
     return Predictor(model, settings)
 

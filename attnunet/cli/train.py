@@ -8,9 +8,10 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from attnunet.cli.common import config_dir, log, report_errors, tune_runtime
+from attnunet.cli.common import config_dir, log, report_errors, settings_of, tune_runtime
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import count_parameters
 from attnunet.training.checkpoint_io import AtomicCheckpointIO
@@ -38,7 +39,8 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     pl.seed_everything(cfg.seed, workers=True)
     tune_runtime(cfg.performance)
 
-    datamodule = instantiate(cfg.data)
+    with settings_of("data"):
+        datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     labels = datamodule.labels
     if cfg.model.num_classes is not None and cfg.model.num_classes != len(labels):
@@ -56,24 +58,28 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.pop("num_classes")
-    module = SegmentationModule(
-        model=model_cfg,
-        labels=labels,
-        preprocessing=datamodule.spec.to_dict(),
-        sliding_window=OmegaConf.to_container(cfg.sliding_window, resolve=True),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
-        loss=OmegaConf.to_container(cfg.loss, resolve=True),
-        channels_last=resolve_channels_last(cfg.performance.channels_last),
-        compile=bool(cfg.performance.get("compile", False)),
-    )
+    with settings_of("model"):
+        module = SegmentationModule(
+            model=model_cfg,
+            labels=labels,
+            preprocessing=datamodule.spec.to_dict(),
+            sliding_window=OmegaConf.to_container(cfg.sliding_window, resolve=True),
+            optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+            scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
+            loss=OmegaConf.to_container(cfg.loss, resolve=True),
+            channels_last=resolve_channels_last(cfg.performance.channels_last),
+            compile=bool(cfg.performance.get("compile", False)),
+        )
     log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
-    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
-    precision = resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision, plugins=[AtomicCheckpointIO()]
-    )
+    with settings_of("callbacks"):
+        callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    with settings_of("logger"):
+        loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
+    with settings_of("trainer", MisconfigurationException):
+        precision = resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision, plugins=[AtomicCheckpointIO()]
+        )
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg.ckpt_path, run_dir), weights_only=True)
     best = trainer.checkpoint_callback
     path = best.best_model_path if best is not None else ""
