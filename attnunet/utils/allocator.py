@@ -1,8 +1,8 @@
 """glibc malloc tuning for CPU training.
 
 3D conv nets allocate and free buffers of tens of MB every step. glibc serves these with ``mmap``
-and returns them at ``free``, so each step pays page faults to zero fresh memory (measured here:
-about half of a CPU training step). Raising the mmap and trim thresholds keeps freed memory in
+and returns them at ``free``, so each step pays page faults to zero fresh memory (about half of
+a CPU training step, docs/benchmarks.md). Raising the mmap and trim thresholds keeps freed memory in
 the heap for reuse. Neither torch nor Lightning exposes this, hence the ``ctypes`` call.
 """
 

@@ -39,8 +39,8 @@ def resolve_precision(requested: str | int, accelerator: str) -> str | int:
 
 def resolve_channels_last(requested: bool | str) -> bool:
     """Training memory format. ``auto`` -> contiguous on CPU and CUDA: channels-last measured slower
-    for this network's training on both (2-core EPYC bf16 step 2.8 s vs 1.3 s; H200 bf16 step
-    27.0 ms vs 23.9 ms, docs/benchmarks.md), because of the instance-norm (GroupNorm) kernels."""
+    for this network's training on both, because of the instance-norm (GroupNorm) kernels
+    (figures in docs/benchmarks.md)."""
     if requested == "auto":
         return False
     return bool(requested)
