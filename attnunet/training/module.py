@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from monai.data import MetaTensor
 from monai.losses import DeepSupervisionLoss, DiceCELoss
-from monai.metrics import compute_dice
+from monai.metrics import DiceMetric
 
 import attnunet
 from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
@@ -82,9 +82,11 @@ class SegmentationModule(pl.LightningModule):
         if compile:
             self.net.compile()
             self._forward_detailed = torch.compile(self.net.forward_detailed)
-        num_fg = len(self.labels) - 1
-        self.register_buffer("_dice_sum", torch.zeros(num_fg, dtype=torch.float64), persistent=False)
-        self.register_buffer("_dice_count", torch.zeros(num_fg, dtype=torch.float64), persistent=False)
+        # Per-class Dice summed over this rank's validation cases with the number of cases that
+        # count (reference not empty); summed over ranks at epoch end, then divided.
+        self.val_dice = DiceMetric(
+            include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, *S)`` -> logits ``(B, num_classes, *S)``."""
@@ -117,15 +119,16 @@ class SegmentationModule(pl.LightningModule):
         num_classes = len(self.labels)
         pred = F.one_hot(argmax_channels(logits, 1), num_classes).movedim(-1, 1)
         ref = F.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
-        dice = compute_dice(pred, ref, include_background=False, ignore_empty=True)  # (B, K-1), NaN: empty ref
-        valid = ~torch.isnan(dice)
-        self._dice_sum += torch.where(valid, dice, 0).sum(0).to(torch.float64)
-        self._dice_count += valid.sum(0).to(torch.float64)
+        self.val_dice(pred, ref)
 
     def on_validation_epoch_end(self) -> None:
         # Sum over ranks before dividing: correct for any split of the cases across DDP ranks.
-        total = self.trainer.strategy.reduce(self._dice_sum.clone(), reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._dice_count.clone(), reduce_op="sum")
+        if self.val_dice.get_buffer() is None:  # a DDP rank that scored no case: it adds zeros
+            total = count = torch.zeros(len(self.labels) - 1, device=self.device)
+        else:
+            total, count = self.val_dice.aggregate()
+        total = self.trainer.strategy.reduce(total.to(self.device, torch.float64), reduce_op="sum")
+        count = self.trainer.strategy.reduce(count.to(self.device, torch.float64), reduce_op="sum")
         per_class = total / count.clamp(min=1)
         present = count > 0
         for k, name in sorted(self.labels.items())[1:]:
@@ -133,8 +136,7 @@ class SegmentationModule(pl.LightningModule):
                 self.log(f"val/dice_{name}", per_class[k - 1].float(), sync_dist=False)
         mean = per_class[present].mean() if present.any() else torch.zeros((), device=total.device)
         self.log("val/dice", mean.float(), prog_bar=True, sync_dist=False)
-        self._dice_sum.zero_()
-        self._dice_count.zero_()
+        self.val_dice.reset()
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
