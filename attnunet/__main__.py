@@ -1,4 +1,4 @@
-"""``python -m attnunet <train|evaluate|infer|synth|check> [key=value ...]``."""
+"""``python -m attnunet <train|evaluate|infer|synth|check|export> [key=value ...]``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ COMMANDS = {
     "infer": "attnunet.cli.infer",
     "synth": "attnunet.cli.synth",
     "check": "attnunet.cli.check",
+    "export": "attnunet.cli.export",
 }
 
 

@@ -1,0 +1,152 @@
+"""attnunet-export: ONNX / TorchScript files and their sidecar run through the unchanged Predictor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from attnunet.errors import AttnUNetError
+from attnunet.inference.checkpoint import load_checkpoint
+from attnunet.inference.export import FORMATS, export_model, load_exported, sidecar_path
+from attnunet.inference.predictor import Predictor, PredictorSettings
+from tests.test_inference import CT, make_checkpoint
+
+pytest.importorskip("onnxruntime")  # in the test extra; skipped only where someone installed less
+LABELS = {0: "background", 1: "pancreas"}
+FP32 = PredictorSettings(device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt", LABELS, spacing=(6.0, 6.0, 6.0))
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path) -> dict[str, Path]:
+    out = checkpoint.parent / "exported"
+    return {fmt: export_model(checkpoint, fmt, out / f"model.{fmt}") for fmt in FORMATS}
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint: Path):
+    return Predictor(load_checkpoint(checkpoint), FP32)(CT)
+
+
+def one_line(e: pytest.ExceptionInfo) -> str:
+    text = str(e.value)
+    assert "\n" not in text and isinstance(e.value, AttnUNetError)
+    return text
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exported_model_predicts_like_the_checkpoint_on_real_ct(fmt: str, exported: dict[str, Path], reference) -> None:
+    model = load_exported(exported[fmt])
+    assert model.labels == LABELS
+    assert model.sliding_window.roi_size == (32, 32, 32)
+    assert model.preprocessing.spacing == (6.0, 6.0, 6.0)
+    pred = Predictor(model, FP32)(CT)
+    assert pred.labels.shape == nib.load(CT).shape and pred.labels.dtype == np.uint8
+    agreement = (pred.labels == reference.labels).mean()
+    assert agreement >= 0.999, agreement
+    np.testing.assert_allclose(pred.probabilities, reference.probabilities, atol=1e-3)
+    np.testing.assert_allclose(pred.input_affine, reference.input_affine)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sidecar_is_plain_json_describing_the_model(fmt: str, exported: dict[str, Path], checkpoint: Path) -> None:
+    info = json.loads(sidecar_path(exported[fmt]).read_text())
+    ckpt = load_checkpoint(checkpoint)
+    assert info["format"] == fmt and info["model_file"] == exported[fmt].name
+    assert info["labels"] == {"0": "background", "1": "pancreas"}
+    assert info["preprocessing"] == ckpt.preprocessing.to_dict()
+    assert info["sliding_window"] == ckpt.sliding_window.to_dict()
+    assert info["model"] == ckpt.meta["model"]
+    assert info["input"]["shape"] == ["batch", 1, 32, 32, 32]
+    assert info["output"]["shape"] == ["batch", 2, 32, 32, 32]
+    assert info["verification"]["max_abs_logit_diff"] < 1e-3
+    assert len(info["sha256"]) == 64
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exported_net_has_the_predictor_interface(fmt: str, exported: dict[str, Path], checkpoint: Path) -> None:
+    net = load_exported(exported[fmt]).net
+    assert net.spatial_dims == 3
+    net = net.to("cpu", memory_format=torch.channels_last_3d).eval()
+    torch_net = load_checkpoint(checkpoint).net
+    for batch in (1, 3):  # dynamic batch axis: the sliding window's last batch may be short
+        x = torch.rand(batch, 1, 32, 32, 32)
+        with torch.inference_mode():
+            got, want = net(x), torch_net(x)
+        assert got.shape == (batch, 2, 32, 32, 32) and got.dtype == torch.float32
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    with pytest.raises(AttnUNetError) as e:
+        net(torch.rand(1, 1, 16, 32, 32))
+    assert "windows of [32, 32, 32]" in one_line(e)
+    with pytest.raises(AttnUNetError) as e:
+        Predictor(load_exported(exported[fmt]), PredictorSettings(device="cpu", attention=True))(CT)
+    assert "logits only" in one_line(e)
+
+
+def test_bad_exports_are_one_line_errors(exported: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(AttnUNetError) as e:
+        export_model(checkpoint, "tflite", tmp_path / "m.tflite")
+    assert "unknown format 'tflite'" in one_line(e)
+    with pytest.raises(AttnUNetError) as e:
+        load_exported(tmp_path / "absent.onnx")
+    assert "not found" in one_line(e)
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(exported["onnx"], model)
+    with pytest.raises(AttnUNetError) as e:
+        load_exported(model)
+    assert "no sidecar m.onnx.json" in one_line(e)
+
+    good = json.loads(sidecar_path(exported["onnx"]).read_text())
+    sidecar = sidecar_path(model)
+    cases = {
+        "{not json": "unreadable sidecar JSON",
+        json.dumps([1, 2]): "not an attnunet export sidecar",
+        json.dumps({k: v for k, v in good.items() if k != "labels"}): "malformed sidecar (KeyError",
+        json.dumps({**good, "preprocessing": {"spacing": "x"}}): "malformed sidecar",
+        json.dumps({**good, "format": "tflite"}): "unknown format 'tflite'",
+        json.dumps({**good, "attnunet_export": 99}): "newer than this attnunet",
+        json.dumps({**good, "sha256": "0" * 64}): "does not match its sidecar",
+    }
+    for text, expected in cases.items():
+        sidecar.write_text(text)
+        with pytest.raises(AttnUNetError) as e:
+            load_exported(model)
+        assert expected in one_line(e), (text[:40], str(e.value))
+
+    # A model file that is not what the sidecar describes (truncated, replaced) is refused before it runs.
+    sidecar.write_text(json.dumps(good))
+    model.write_bytes(exported["onnx"].read_bytes()[:1000])
+    with pytest.raises(AttnUNetError) as e:
+        load_exported(model)
+    assert "SHA-256 differs" in one_line(e)
+
+
+def test_export_never_overwrites_the_checkpoint(checkpoint: Path) -> None:
+    with pytest.raises(AttnUNetError) as e:
+        export_model(checkpoint, "torchscript", checkpoint)
+    assert "overwrite the checkpoint" in one_line(e)
+
+
+def test_export_command(checkpoint: Path, tmp_path: Path) -> None:
+    ckpt = shutil.copy(checkpoint, tmp_path / "best.ckpt")
+    run = [sys.executable, "-m", "attnunet", "export", f"ckpt_path={ckpt}"]
+    done = subprocess.run([*run, "format=onnx"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "best.onnx").is_file() and (tmp_path / "best.onnx.json").is_file()
+    assert "best.onnx" in done.stdout.strip().splitlines()[-1]
+    bad = subprocess.run([*run, "format=tflite"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines()[-1] == "error: unknown format 'tflite'; known: onnx, torchscript"
