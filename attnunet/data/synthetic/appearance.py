@@ -1,0 +1,176 @@
+"""Appearance of the phantom: Hounsfield units per tissue, contrast phase, texture, and the scanner.
+
+Domain randomisation in the manner of SynthSeg (Billot et al., 2023), but kept inside plausible CT:
+every case draws a contrast phase (non-contrast, late arterial, portal venous) and, per tissue, a mean
+HU from that phase's range and a texture strength; then the scanner: partial-volume rendering on a
+finer grid averaged into thick slices, a point-spread blur, a smooth additive bias (beam hardening /
+cupping) and correlated noise of random strength.
+
+Calibration. Non-contrast ranges are centred on what the real CT kept for reference shows
+(TotalSegmentator example, 3 mm; mean HU in its organ map: liver 45, spleen 33, kidneys 11-18,
+aorta 42, IVC 39, portal/splenic vein 35, small bowel 16, duodenum median 10, psoas 44-48, fat -93,
+pancreas -6 with a fatty, partial-volume-blurred gland whose eroded core is +3). Enhanced phases use
+the usual clinical values (e.g. portal venous: liver 100-130, pancreas 80-120, portal vein 150-200;
+late arterial: aorta 220-400, pancreas 95-140, spleen 90-150). The pancreas is then pulled
+to within a few HU of one of its large neighbours (liver, spleen, bowel wall, muscle), so that its
+intensities are never its own: they overlap bowel wall, vessels, liver and spleen as in real scans.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from attnunet.data.synthetic.anatomy import Tissue, upsample
+
+T = Tissue
+PHASES = ("non_contrast", "arterial", "portal_venous")
+PHASE_PROBABILITIES = (0.3, 0.2, 0.5)
+
+# Mean HU ranges (uniform) per phase; tissues missing from a phase use BASE.
+BASE: dict[Tissue, tuple[float, float]] = {
+    T.AIR: (-1010, -990),
+    T.SUBCUTANEOUS_FAT: (-115, -85),
+    T.VISCERAL_FAT: (-110, -80),
+    T.MUSCLE: (40, 60),
+    T.BONE_CORTEX: (500, 900),
+    T.BONE_MARROW: (140, 260),
+    T.CSF: (0, 20),
+    T.BOWEL_FLUID: (-5, 25),
+    T.GAS: (-1000, -850),
+    T.STOOL: (-60, 30),
+    T.BILE: (-5, 20),
+    T.LUNG: (-880, -780),
+    T.FOOD: (10, 70),
+}
+PHASE_HU: dict[str, dict[Tissue, tuple[float, float]]] = {
+    "non_contrast": {
+        T.LIVER: (40, 65),
+        T.SPLEEN: (35, 52),
+        T.KIDNEY_CORTEX: (20, 38),
+        T.KIDNEY_MEDULLA: (18, 35),
+        T.ARTERY: (35, 50),
+        T.SYSTEMIC_VEIN: (35, 50),
+        T.PORTAL_VEIN: (33, 48),
+        T.BOWEL_WALL: (15, 45),
+        T.PANCREAS: (25, 50),
+    },
+    "arterial": {
+        T.LIVER: (60, 90),
+        T.SPLEEN: (90, 150),
+        T.KIDNEY_CORTEX: (160, 260),
+        T.KIDNEY_MEDULLA: (60, 110),
+        T.ARTERY: (220, 400),
+        T.SYSTEMIC_VEIN: (60, 130),
+        T.PORTAL_VEIN: (100, 180),
+        T.BOWEL_WALL: (70, 120),
+        T.PANCREAS: (95, 140),
+        T.MUSCLE: (50, 65),
+    },
+    "portal_venous": {
+        T.LIVER: (95, 130),
+        T.SPLEEN: (100, 135),
+        T.KIDNEY_CORTEX: (150, 210),
+        T.KIDNEY_MEDULLA: (120, 190),
+        T.ARTERY: (130, 200),
+        T.SYSTEMIC_VEIN: (110, 170),
+        T.PORTAL_VEIN: (140, 210),
+        T.BOWEL_WALL: (75, 115),
+        T.PANCREAS: (80, 120),
+        T.MUSCLE: (50, 65),
+    },
+}
+# Texture: standard deviation (HU) of a smooth per-tissue pattern, range per case.
+TEXTURE: dict[Tissue, tuple[float, float]] = {
+    T.SUBCUTANEOUS_FAT: (5, 15),
+    T.VISCERAL_FAT: (12, 28),
+    T.MUSCLE: (5, 12),
+    T.BONE_CORTEX: (60, 150),
+    T.BONE_MARROW: (30, 70),
+    T.LIVER: (3, 8),
+    T.SPLEEN: (3, 10),
+    T.KIDNEY_CORTEX: (5, 15),
+    T.KIDNEY_MEDULLA: (5, 15),
+    T.BOWEL_WALL: (6, 15),
+    T.BOWEL_FLUID: (3, 8),
+    T.STOOL: (30, 80),
+    T.PANCREAS: (6, 16),
+    T.PANCREAS_FAT: (10, 25),
+    T.LESION: (4, 10),
+    T.LUNG: (30, 70),
+    T.FOOD: (10, 30),
+}
+# The pancreas shares its HU with one of these (real CT: no intensity of its own).
+CONFOUNDERS = (T.LIVER, T.SPLEEN, T.BOWEL_WALL, T.MUSCLE)
+
+
+def sample_appearance(rng: np.random.Generator, phase: str | None = None) -> dict:
+    """Draw one case's phase, mean HU and texture strength per tissue, and scanner settings."""
+    if phase is None:
+        phase = PHASES[int(rng.choice(len(PHASES), p=PHASE_PROBABILITIES))]
+    ranges = {**BASE, **PHASE_HU[phase]}
+    mean = np.zeros(len(Tissue), dtype=np.float32)
+    for t in Tissue:
+        if t in ranges:
+            mean[t] = rng.uniform(*ranges[t])
+    # Pancreas: pulled towards a confounder, so no interval isolates it.
+    anchor = CONFOUNDERS[int(rng.integers(len(CONFOUNDERS)))]
+    mean[T.PANCREAS] = mean[anchor] + rng.uniform(-8, 8) if rng.random() < 0.7 else mean[T.PANCREAS]
+    mean[T.PANCREAS_FAT] = rng.uniform(-100, -40)  # fat, but partial volumes with the lobules around it
+    mean[T.LESION] = mean[T.PANCREAS] - rng.uniform(25, 60)
+    texture = np.zeros(len(Tissue), dtype=np.float32)
+    for t, (lo, hi) in TEXTURE.items():
+        texture[t] = rng.uniform(lo, hi)
+    return {
+        "phase": phase,
+        "mean": mean,
+        "texture": texture,
+        "psf_mm": rng.uniform(0.6, 1.3),  # in-plane point-spread sigma
+        "noise_hu": rng.uniform(6, 24),
+        "noise_grain_vox": rng.uniform(0.5, 1.0),
+        "bias_hu": rng.uniform(0, 25),
+    }
+
+
+def render(tissue: np.ndarray, spacing, rng: np.random.Generator, look: dict) -> np.ndarray:
+    """Noise-free HU on the rendering grid: per-tissue mean plus per-tissue smooth texture."""
+    hu = look["mean"][tissue]
+    coarse = _smooth(tissue.shape, rng, 2.0 / np.asarray(spacing))
+    fine = _smooth(tissue.shape, rng, 0.8 / np.asarray(spacing))
+    hu += look["texture"][tissue] * (0.6 * coarse + 0.8 * fine)
+    # Stool and food are mottled with gas bubbles.
+    mottled = np.isin(tissue, (T.STOOL, T.FOOD)) & (fine > 1.3)
+    hu[mottled] = rng.uniform(-900, -500)
+    return hu
+
+
+def acquire(hu: np.ndarray, spacing, slab: int, rng: np.random.Generator, look: dict) -> np.ndarray:
+    """Scanner: in-plane point spread, ``slab`` fine slices averaged into one, bias, noise -> int16 HU."""
+    spacing = np.asarray(spacing, float)
+    sigma = [look["psf_mm"] / spacing[0], look["psf_mm"] / spacing[1], 0.35]
+    hu = ndimage.gaussian_filter(hu, sigma)
+    hu = _slab(hu, slab)
+    shape = hu.shape
+    # Smooth additive bias: a tilted, bowl-shaped field (cupping) plus a very smooth random part.
+    gx, gy = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
+    bowl = -(1 - gx**2 - gy**2)[..., None] * rng.uniform(-1, 1)
+    slow = _smooth(tuple(max(2, s // 8) for s in shape), rng, 1.0)
+    slow = upsample(slow, shape)
+    body = hu > -500
+    hu += body * look["bias_hu"] * (0.5 * bowl + 0.5 * slow)
+    noise = _smooth(shape, rng, [look["noise_grain_vox"], look["noise_grain_vox"], 0.3])
+    hu += noise * look["noise_hu"]
+    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+
+
+def _slab(volume: np.ndarray, k: int) -> np.ndarray:
+    """Average every ``k`` consecutive slices (last axis): thick slices from a fine rendering."""
+    if k <= 1:
+        return volume.astype(np.float32)
+    n = volume.shape[2] // k
+    return volume[..., : n * k].reshape(*volume.shape[:2], n, k).mean(-1, dtype=np.float32)
+
+
+def _smooth(shape: tuple[int, ...], rng: np.random.Generator, sigma_vox) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox)
+    return field / max(float(field.std()), 1e-6)

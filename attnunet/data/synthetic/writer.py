@@ -1,0 +1,130 @@
+"""Write the synthetic phantoms in a real dataset's layout (MSD, nnU-Net v2 raw, NIH Pancreas-CT).
+
+Every case is stored in one of several orientations, so training exercises the real reorientation
+and resampling path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from attnunet.data.dicom import write_series
+from attnunet.data.synthetic.phantom import GENERATOR_VERSION, make_case
+
+LABELS = {"0": "background", "1": "pancreas", "2": "lesion"}
+# Stored orientations: RAS, radiological LPS, mixed flips and permuted (through-plane first) axes.
+ORIENTATIONS = ("RAS", "LPS", "LAS", "RPI", "SRA", "PLS", "LPI", "ASR")
+
+
+def reorient(image: np.ndarray, label: np.ndarray, affine: np.ndarray, axcodes: str):
+    """Store the same scan in another voxel order; the world-space content is unchanged."""
+    transform = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(tuple(axcodes))
+    )
+    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, image.shape)
+    return (
+        nib.orientations.apply_orientation(image, transform),
+        nib.orientations.apply_orientation(label, transform),
+        new_affine,
+    )
+
+
+def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(np.ascontiguousarray(array), affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    return img
+
+
+LAYOUTS = ("msd", "nnunet", "nih")
+
+
+def write_dataset(
+    output_dir: str | Path, num_cases: int, seed: int = 0, lesions: bool = False, layout: str = "msd"
+) -> Path:
+    """Write the synthetic set under ``output_dir`` in a real dataset's layout.
+
+    ``msd``: ``imagesTr/``, ``labelsTr/`` and ``dataset.json`` with a ``training`` list (as MSD
+    Task07); ``nnunet``: nnU-Net v2 raw (``imagesTr/<case>_0000.nii.gz``, ``labelsTr/<case>.nii.gz``,
+    ``dataset.json`` with label names to values); ``nih``: as TCIA ships NIH Pancreas-CT, a DICOM
+    series per patient in ``Pancreas-CT/PANCREAS_NNNN/<study>/<series>/`` and canonical (RAS)
+    NIfTI labels ``TCIA_pancreas_labels-02-05-2017/labelNNNN.nii.gz``.
+
+    The dataset is built in a temporary sibling folder and renamed into place, so an interrupted
+    run never leaves a half-written dataset. An existing non-empty ``output_dir`` is refused.
+    Returns ``output_dir``'s ``dataset.json`` (msd, nnunet) or the folder itself (nih).
+    """
+    if num_cases < 1:
+        raise ValueError(f"num_cases must be at least 1, got {num_cases}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    out = Path(output_dir).expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: output folder exists and is not empty")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    labels = LABELS if lesions else {k: v for k, v in LABELS.items() if k != "2"}
+    try:
+        for i in range(num_cases):
+            image, label, affine = make_case(seed, i, lesions)
+            axcodes = ORIENTATIONS[int(np.random.default_rng([seed, i, 99]).integers(len(ORIENTATIONS)))]
+            if layout == "nih":
+                _write_nih_case(tmp, i + 1, _nifti(image, affine), _nifti(label, affine))
+                continue
+            image, label, affine = reorient(image, label, affine, axcodes)
+            name, channel = f"synth_{i:03d}", "_0000" if layout == "nnunet" else ""
+            for folder, array, file in (("imagesTr", image, name + channel), ("labelsTr", label, name)):
+                (tmp / folder).mkdir(exist_ok=True)
+                nib.save(_nifti(array, affine), tmp / folder / f"{file}.nii.gz")
+        if layout == "msd":
+            _write_msd_json(tmp / "dataset.json", labels, num_cases, seed)
+        elif layout == "nnunet":
+            meta = {
+                "channel_names": {"0": "CT"},
+                "labels": {name: int(value) for value, name in labels.items()},
+                "numTraining": num_cases,
+                "file_ending": ".nii.gz",
+            }
+            (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out if layout == "nih" else out / "dataset.json"
+
+
+def _write_msd_json(path: Path, labels: dict[str, str], num_cases: int, seed: int) -> None:
+    names = [f"synth_{i:03d}" for i in range(num_cases)]
+    meta = {
+        "name": "SyntheticPancreasCT",
+        "description": f"attnunet synthetic pancreas-style CT, generator v{GENERATOR_VERSION}, seed {seed}",
+        "reference": "generated by attnunet.data.synthetic",
+        "licence": "CC0",
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": labels,
+        "numTraining": num_cases,
+        "numTest": 0,
+        "training": [{"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"} for n in names],
+        "test": [],
+    }
+    path.write_text(json.dumps(meta, indent=2))
+
+
+def _write_nih_case(root: Path, number: int, image: nib.Nifti1Image, label: nib.Nifti1Image) -> None:
+    patient = f"PANCREAS_{number:04d}"
+    series = root / "Pancreas-CT" / patient / f"11-24-2015-PANCREAS{number:04d}-Pancreas-1" / "Pancreas-1"
+    write_series(image, series)
+    labels = root / "TCIA_pancreas_labels-02-05-2017"
+    labels.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.as_closest_canonical(label), labels / f"label{number:04d}.nii.gz")
