@@ -140,6 +140,7 @@ def test_export_never_overwrites_the_checkpoint(checkpoint: Path) -> None:
     assert "overwrite the checkpoint" in one_line(e)
 
 
+@pytest.mark.slow
 def test_export_command(checkpoint: Path, tmp_path: Path) -> None:
     ckpt = shutil.copy(checkpoint, tmp_path / "best.ckpt")
     run = [sys.executable, "-m", "attnunet", "export", f"ckpt_path={ckpt}"]
