@@ -14,6 +14,7 @@ from attnunet.data.synthetic import make_case, reorient, write_dataset
 from attnunet.data.synthetic.anatomy import Tissue, make_anatomy
 from attnunet.data.synthetic.appearance import sample_appearance
 from attnunet.data.synthetic.hardness import best_interval_dice
+from attnunet.utils.atomic import NEW_FILE_MODE
 
 DATA = Path(__file__).parent / "data"
 
@@ -172,5 +173,6 @@ def test_dataset_layout_orientation_variety_and_atomic_write(tmp_path: Path) -> 
     assert len(codes) >= 3 and codes != {("R", "A", "S")}
     assert len(spacings) >= 3
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]  # no temporary folder left behind
+    assert root.stat().st_mode & 0o777 == NEW_FILE_MODE | (NEW_FILE_MODE & 0o444) >> 2  # not mkdtemp's 0700
     with pytest.raises(FileExistsError):
         write_dataset(root, num_cases=1)

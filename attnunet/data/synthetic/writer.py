@@ -17,6 +17,7 @@ import numpy as np
 
 from attnunet.data.dicom import write_series
 from attnunet.data.synthetic.phantom import GENERATOR_VERSION, make_case
+from attnunet.utils.atomic import NEW_FILE_MODE
 
 LABELS = {"0": "background", "1": "pancreas", "2": "lesion"}
 # Stored orientations: RAS, radiological LPS, mixed flips and permuted (through-plane first) axes.
@@ -96,6 +97,7 @@ def write_dataset(
             (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
         if out.exists():
             out.rmdir()
+        os.chmod(tmp, NEW_FILE_MODE | (NEW_FILE_MODE & 0o444) >> 2)  # mkdtemp's 0700 -> a new folder's mode
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
