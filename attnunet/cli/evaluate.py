@@ -13,7 +13,6 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from attnunet.cli.common import config_dir, report_errors, tune_runtime
-from attnunet.cli.infer import predictor_from_config
 from attnunet.data.naming import is_nifti, stem
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.on_split import evaluate_on_split
@@ -26,13 +25,15 @@ from attnunet.evaluation.report import (
     score_pair,
     write_report,
 )
+from attnunet.inference.configured import predictor_from_config
+from attnunet.inference.outputs import predicted_case
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """Mode 1: predict every case of the chosen split with the infer code path, then score."""
     predictor = predictor_from_config(cfg)
     datamodule = instantiate(cfg.data)
-    return evaluate_on_split(predictor, datamodule, cfg.split, cfg.nsd_tolerance_mm, cfg.ckpt_path)
+    return evaluate_on_split(predictor, datamodule, cfg.split, cfg.nsd_tolerance_mm, cfg.ckpt_path or cfg.model_file)
 
 
 def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -41,11 +42,7 @@ def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
     for folder in (pred_dir, label_dir):
         if not folder.is_dir():
             raise AttnUNetError("not a folder", folder)
-    preds = {
-        _strip_seg(stem(p)): p
-        for p in sorted(pred_dir.iterdir())
-        if is_nifti(p) and "_attention_" not in p.name and "_probabilities" not in p.name
-    }
+    preds = {case: p for p in sorted(pred_dir.iterdir()) if is_nifti(p) and (case := predicted_case(p)) is not None}
     refs = {stem(p): p for p in sorted(label_dir.iterdir()) if is_nifti(p)}
     missing = sorted(set(refs) - set(preds))
     if missing:
@@ -64,10 +61,6 @@ def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def _strip_seg(name: str) -> str:
-    return name[: -len("_seg")] if name.endswith("_seg") else name
-
-
 def _labels_found(*maps: LabelMap) -> dict[int, str]:
     values = {v for m in maps for v in m.values if v >= 0} | {0}
     return {v: ("background" if v == 0 else f"label{v}") for v in sorted(values)}
@@ -79,7 +72,7 @@ def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
     run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
     cfg.run_dir = str(run_dir)
-    if cfg.ckpt_path:
+    if cfg.ckpt_path or cfg.model_file:
         rows = evaluate_checkpoint(cfg)
     elif cfg.pred_dir and cfg.label_dir:
         rows = evaluate_folders(cfg)

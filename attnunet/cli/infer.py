@@ -5,35 +5,13 @@ from __future__ import annotations
 import os
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors, tune_runtime
 from attnunet.errors import AttnUNetError
-from attnunet.inference.checkpoint import load_checkpoint
+from attnunet.inference.configured import predictor_from_config
 from attnunet.inference.io import find_inputs
-from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.inference.runner import predict_cases
-
-
-def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor:
-    """The checkpoint plus the run-time settings shared by infer and evaluate."""
-    model = load_checkpoint(cfg.ckpt_path)
-    device = cfg.device
-    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"  # one GPU per rank
-    settings = PredictorSettings(
-        device=device,
-        precision=cfg.precision,
-        overlap=cfg.overlap,
-        sw_batch_size=cfg.sw_batch_size,
-        tta=cfg.tta,
-        largest_component=cfg.largest_component,
-        attention=attention,
-        channels_last=cfg.performance.channels_last,
-        compile=bool(cfg.performance.compile),
-    )
-    return Predictor(model, settings)
 
 
 def my_share(cases: list, cfg: DictConfig) -> list:
@@ -65,6 +43,7 @@ def main(cfg: DictConfig) -> None:
         resume=cfg["continue"],
         save_preview=cfg.save_preview,
         save_attention=cfg.save_attention,
+        output_format=cfg.output_format,
     )
     print(
         f"{len(report.done)} done, {len(report.skipped)} already finished, {len(report.failed)} failed"

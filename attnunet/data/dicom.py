@@ -316,7 +316,7 @@ def write_series(nifti: Path | nib.Nifti1Image, folder: Path, series_uid: str | 
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
-    study_uid = generate_uid()
+    study_uid, frame_of_reference = generate_uid(), generate_uid()
     for k in range(data.shape[2]):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
@@ -326,6 +326,7 @@ def write_series(nifti: Path | nib.Nifti1Image, folder: Path, series_uid: str | 
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.Modality, ds.PatientID = "CT", "test"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.FrameOfReferenceUID = frame_of_reference
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = _ds((lps @ np.array([0, 0, k, 1]))[:3])
         ds.ImageOrientationPatient = _ds([*col_dir, *row_dir])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +12,13 @@ from tqdm import tqdm
 
 from attnunet.data.naming import is_nifti
 from attnunet.data.transforms import IMAGE, load_images
-from attnunet.errors import as_user_error
+from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.inference.io import prepare_output_dir, save_like
+from attnunet.inference.outputs import OutputPaths
 from attnunet.inference.predictor import Prediction, Predictor
 from attnunet.inference.preview import render_preview, save_png
+
+OUTPUT_FORMATS = ("nifti", "dicom_seg", "both")
 
 
 @dataclass
@@ -24,10 +26,6 @@ class RunReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def segmentation_path(output_dir: Path, case: str) -> Path:
-    return output_dir / f"{case}_seg.nii.gz"
 
 
 def predict_cases(
@@ -38,25 +36,32 @@ def predict_cases(
     resume: bool = False,
     save_preview: bool = False,
     save_attention: bool = False,
+    output_format: str = "nifti",
 ) -> RunReport:
     """Write ``<case>_seg.nii.gz`` (+ attention maps, probabilities) for every case.
 
     The segmentation is written last, so its presence marks a finished case; with ``resume`` such
     cases are skipped. A failing case is recorded and the run goes on. ``save_preview`` adds
-    ``<case>_preview.png`` (CT, predicted contour, attention overlays).
+    ``<case>_preview.png`` (CT, predicted contour, attention overlays). ``output_format``:
+    ``nifti``, ``dicom_seg`` (``<case>_seg.dcm`` for DICOM series inputs) or ``both``.
     """
+    if output_format not in OUTPUT_FORMATS:
+        raise AttnUNetError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     out = prepare_output_dir(output_dir)
     inputs = {p.resolve() for _, p in cases}
     report = RunReport()
     bar = tqdm(cases, desc="cases", unit="case")
     for case, path in bar:
         bar.set_postfix_str(case)
-        if resume and segmentation_path(out, case).is_file():
+        paths = OutputPaths(out, case)
+        if resume and paths.finished(output_format).is_file():
             report.skipped.append(case)
             continue
-        remove_stale_temporaries(out, case)
+        paths.remove_leftovers(predictor.model.net.attention_names if save_attention else ())
         start = time.perf_counter()
         try:
+            if output_format != "nifti" and is_nifti(path):
+                raise AttnUNetError(f"output_format={output_format} needs a DICOM series input", path)
             prediction = predictor(path)
             reference = reference_image(path, prediction)
             if save_preview:
@@ -66,8 +71,13 @@ def predict_cases(
                     if is_nifti(path)
                     else load_images([IMAGE])({IMAGE: str(path)})[IMAGE].numpy()
                 )
-                save_png(render_preview(ct, prediction, window), out / f"{case}_preview.png")
-            write_prediction(prediction, reference, out, case, inputs, save_probabilities, save_attention)
+                save_png(render_preview(ct, prediction, window), paths.preview)
+            if output_format != "nifti":
+                from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
+
+                write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
+            if output_format != "dicom_seg":
+                write_prediction(prediction, reference, paths, inputs, save_probabilities, save_attention)
         except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
             report.failed[case] = str(as_user_error(e, path, "prediction failed"))
             tqdm.write(f"FAILED {case}: {report.failed[case]}")
@@ -75,15 +85,6 @@ def predict_cases(
         report.done.append(case)
         tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
     return report
-
-
-def remove_stale_temporaries(out: Path, case: str) -> None:
-    """Delete this case's temporary files left by an interrupted run (never another case's, which a
-    parallel shard may be writing)."""
-    pattern = re.compile(rf"\.{re.escape(case)}_(seg|probabilities|attention_[A-Za-z0-9]+|preview)\.(nii\.gz|png)\.")
-    for path in out.iterdir():
-        if pattern.match(path.name):
-            path.unlink(missing_ok=True)
 
 
 def reference_image(path: Path, prediction: Prediction) -> nib.Nifti1Image:
@@ -100,15 +101,14 @@ def reference_image(path: Path, prediction: Prediction) -> nib.Nifti1Image:
 def write_prediction(
     prediction: Prediction,
     reference: nib.Nifti1Image,
-    out: Path,
-    case: str,
+    paths: OutputPaths,
     inputs: set[Path],
     save_probabilities: bool,
     save_attention: bool,
 ) -> None:
     for gate, alpha in prediction.attention.items() if save_attention else ():
-        save_like(alpha.astype(np.float32), reference, out / f"{case}_attention_{gate}.nii.gz", inputs)
+        save_like(alpha.astype(np.float32), reference, paths.attention(gate), inputs)
     if save_probabilities:
         probs = np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32)
-        save_like(probs, reference, out / f"{case}_probabilities.nii.gz", inputs)
-    save_like(prediction.labels.astype(np.uint8), reference, segmentation_path(out, case), inputs)
+        save_like(probs, reference, paths.probabilities, inputs)
+    save_like(prediction.labels.astype(np.uint8), reference, paths.segmentation, inputs)
