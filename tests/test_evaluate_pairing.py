@@ -115,7 +115,9 @@ class TruthOnTheImageGrid:
         meta = self.read({IMAGE: str(image_path)})[IMAGE].meta
         labels = self.truth[str(image_path)]
         assert tuple(int(n) for n in meta["spatial_shape"]) == labels.shape
-        return SimpleNamespace(labels=labels, input_affine=np.asarray(meta["original_affine"], dtype=np.float64))
+        probabilities = np.stack([labels == k for k in sorted(LABELS)]).astype(np.float32)
+        affine = np.asarray(meta["original_affine"], dtype=np.float64)
+        return SimpleNamespace(labels=labels, probabilities=probabilities, input_affine=affine)
 
 
 @pytest.mark.parametrize("axcodes", ["RAS", "LPS"])

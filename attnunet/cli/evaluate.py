@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from attnunet.cli.common import config_dir, report_errors, tune_runtime
+from attnunet.cli.common import config_dir, report_errors, settings_of, tune_runtime
 from attnunet.data.naming import is_nifti, stem
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.on_split import evaluate_on_split
@@ -25,15 +25,16 @@ from attnunet.evaluation.report import (
     score_pair,
     write_report,
 )
-from attnunet.inference.configured import predictor_from_config
+from attnunet.inference.configured import model_sources, predictor_from_config
 from attnunet.inference.outputs import predicted_case
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """Mode 1: predict every case of the chosen split with the infer code path, then score."""
     predictor = predictor_from_config(cfg)
-    datamodule = instantiate(cfg.data)
-    return evaluate_on_split(predictor, datamodule, cfg.split, cfg.nsd_tolerance_mm, cfg.ckpt_path or cfg.model_file)
+    with settings_of("data"):
+        datamodule = instantiate(cfg.data)
+    return evaluate_on_split(predictor, datamodule, cfg.split, cfg.nsd_tolerance_mm, model_sources(cfg)[0])
 
 
 def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -72,7 +73,7 @@ def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
     run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
     cfg.run_dir = str(run_dir)
-    if cfg.ckpt_path or cfg.model_file:
+    if cfg.ckpt_path or cfg.ckpt_dir or cfg.model_file:
         rows = evaluate_checkpoint(cfg)
     elif cfg.pred_dir and cfg.label_dir:
         rows = evaluate_folders(cfg)

@@ -44,6 +44,7 @@ def main(cfg: DictConfig) -> None:
         save_preview=cfg.save_preview,
         save_attention=cfg.save_attention,
         output_format=cfg.output_format,
+        save_uncertainty=cfg.save_uncertainty,
     )
     print(
         f"{len(report.done)} done, {len(report.skipped)} already finished, {len(report.failed)} failed"

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice, get_confusion_matrix
 
-METRICS = ("dice", "hd95_mm", "nsd", "precision", "recall", "pred_ml", "ref_ml")
+# ``uncertainty``: the case's mean predictive entropy (evaluate mode 1, attnunet.inference.ensemble).
+METRICS = ("dice", "hd95_mm", "nsd", "precision", "recall", "pred_ml", "ref_ml", "uncertainty")
 
 
 def score_case(
@@ -101,7 +102,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     for label in dict.fromkeys(r["label"] for r in rows):
         summary[label] = {}
         for metric in METRICS:
-            values = np.array([r[metric] for r in rows if r["label"] == label], dtype=float)
+            values = np.array([r.get(metric, math.nan) for r in rows if r["label"] == label], dtype=float)
             values = values[~np.isnan(values)]
             summary[label][metric] = {
                 "mean": float(values.mean()) if len(values) else math.nan,

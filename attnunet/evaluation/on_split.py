@@ -11,6 +11,7 @@ from tqdm import tqdm
 from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.report import check_label_values, read_label_map, relabelled, score_pair
+from attnunet.inference.ensemble import mean_uncertainty
 from attnunet.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def evaluate_on_split(
         reference = relabelled(read_label_map(ref_path), datamodule.label_lookup)
         check_label_values(reference, labels, ref_path)
         prediction = predictor(image_path)
-        rows += score_pair(
+        scored = score_pair(
             case["case_id"],
             prediction.labels,
             prediction.input_affine,
@@ -72,4 +73,6 @@ def evaluate_on_split(
             labels,
             tolerance_mm,
         )
+        uncertainty = mean_uncertainty(prediction.probabilities)
+        rows += [{**row, "uncertainty": uncertainty} for row in scored]
     return rows

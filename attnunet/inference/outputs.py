@@ -41,6 +41,11 @@ class OutputPaths:
         return self.out / f"{self.case}_attention_{gate}.nii.gz"
 
     @property
+    def uncertainty(self) -> Path:
+        """float32 ``(X, Y, Z)`` predictive entropy of the (ensemble-, TTA-) averaged softmax."""
+        return self.out / f"{self.case}_uncertainty.nii.gz"
+
+    @property
     def dicom_seg(self) -> Path:
         """DICOM Segmentation object referencing the input series."""
         return self.out / f"{self.case}{SEGMENTATION}.dcm"
@@ -57,7 +62,7 @@ class OutputPaths:
     def remove_leftovers(self, gates: Iterable[str]) -> None:
         """Delete temporary files an interrupted run left for this case (never another case's,
         which a parallel shard may be writing)."""
-        for path in (self.segmentation, self.probabilities, *(self.attention(g) for g in gates)):
+        for path in (self.segmentation, self.probabilities, self.uncertainty, *(self.attention(g) for g in gates)):
             remove_leftovers(path, suffix=".nii.gz")
         remove_leftovers(self.preview, suffix=".png")
         remove_leftovers(self.dicom_seg, suffix=".dcm")

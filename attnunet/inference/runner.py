@@ -13,6 +13,7 @@ from tqdm import tqdm
 from attnunet.data.naming import is_nifti
 from attnunet.data.transforms import IMAGE, load_images
 from attnunet.errors import AttnUNetError, as_user_error
+from attnunet.inference.ensemble import predictive_entropy
 from attnunet.inference.io import prepare_output_dir, save_like
 from attnunet.inference.outputs import OutputPaths
 from attnunet.inference.predictor import Prediction, Predictor
@@ -37,6 +38,7 @@ def predict_cases(
     save_preview: bool = False,
     save_attention: bool = False,
     output_format: str = "nifti",
+    save_uncertainty: bool = False,
 ) -> RunReport:
     """Write ``<case>_seg.nii.gz`` (+ attention maps, probabilities) for every case.
 
@@ -44,6 +46,7 @@ def predict_cases(
     cases are skipped. A failing case is recorded and the run goes on. ``save_preview`` adds
     ``<case>_preview.png`` (CT, predicted contour, attention overlays). ``output_format``:
     ``nifti``, ``dicom_seg`` (``<case>_seg.dcm`` for DICOM series inputs) or ``both``.
+    ``save_uncertainty`` adds ``<case>_uncertainty.nii.gz`` (predictive entropy, nats).
     """
     if output_format not in OUTPUT_FORMATS:
         raise AttnUNetError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
@@ -76,6 +79,8 @@ def predict_cases(
                 from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
 
                 write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
+            if save_uncertainty:
+                save_like(predictive_entropy(prediction.probabilities), reference, paths.uncertainty, inputs)
             if output_format != "dicom_seg":
                 write_prediction(prediction, reference, paths, inputs, save_probabilities, save_attention)
         except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
