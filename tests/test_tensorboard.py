@@ -16,6 +16,9 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from attnunet.utils.overlays import BAR_WIDTH
+from tests.test_attention_pictures import boxes, is_colour_bar
+
 pytestmark = pytest.mark.slow
 
 
@@ -34,14 +37,23 @@ def test_attention_images_show_ct_and_heat_map(smoke_run) -> None:
     attention = {t: im for t, im in pictures.items() if t.startswith("attention/")}
     assert attention and all(t.endswith("/level1") for t in attention)  # smoke net: one gate (level1)
     for tag, im in attention.items():
-        h, w, _ = im.shape
-        assert w % 2 == 0  # CT panel | overlay panel of equal width
-        ct, overlay = im[:, : w // 2, :3].astype(float), im[:, w // 2 :, :3].astype(float)
+        found = boxes(im[..., :3])
+        assert len(found) == 3, tag  # CT | overlay | colour bar
+        (ct_rows, ct_cols), overlay_box, bar = found
+        assert min(ct_rows.stop - ct_rows.start, ct_cols.stop - ct_cols.start) >= 256, tag  # readable size
+        assert im.shape[0] >= 256
+        ct, overlay = im[ct_rows, ct_cols, :3].astype(float), im[overlay_box][..., :3].astype(float)
+        assert ct.shape == overlay.shape
         assert ct.std() > 5, tag  # the CT is visible
         assert np.allclose(ct[..., 0], ct[..., 1])  # grey
         assert not np.allclose(overlay, ct)  # the heat map is drawn over it
+        assert is_colour_bar(im[bar][:, :BAR_WIDTH, :3]), tag
     overlays = [im for t, im in pictures.items() if t.startswith("val/overlay/")]
-    assert overlays and overlays[0].shape[1] % 3 == 0
+    assert overlays
+    for im in overlays:
+        panels = boxes(im[..., :3])
+        assert len(panels) == 3  # CT | reference | prediction, no colour bar
+        assert all(min(r.stop - r.start, c.stop - c.start) >= 256 for r, c in panels)
 
 
 def free_port() -> int:

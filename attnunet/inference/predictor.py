@@ -15,7 +15,7 @@ from monai.data import MetaTensor
 from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import as_user_error
 from attnunet.inference.checkpoint import LoadedModel
-from attnunet.inference.regrid import to_input_grid
+from attnunet.inference.regrid import fill_outside, network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import has_fast_bf16
@@ -59,6 +59,8 @@ class Prediction:
     probabilities: np.ndarray  # float32 (K, X, Y, Z)
     input_affine: np.ndarray  # 4x4 RAS affine of the input grid (as read: NIfTI or DICOM series)
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # float32 (X, Y, Z) per gate
+    # The input voxels the network ran on (the body crop); None when the grids are not axis-aligned.
+    network_box: tuple[slice, slice, slice] | None = None
 
 
 class Predictor:
@@ -99,16 +101,25 @@ class Predictor:
         x = image.as_tensor()[None].to(self.device)
         with torch.inference_mode(), self._autocast():
             probs, maps = self._probabilities(x)
-        back = self._to_input_grid(image, probs[0])
-        labels = argmax_channels(back, 0)[None]
+        # The K probabilities and every gate map go back to the input grid as one tensor: one
+        # resampling (index and weight computation, three passes) instead of one per gate.
+        k = probs.shape[1]
+        back = self._to_input_grid(image, torch.cat([probs[0], *(alpha[0] for alpha in maps.values())]))
+        labels = argmax_channels(back[:k], 0)[None]
         if self.settings.largest_component and len(self.model.labels) > 1:
             labels = self.keep_largest(labels)
-        attention = {name: self._to_input_grid(image, alpha[0])[0].numpy() for name, alpha in maps.items()}
+        box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], back.shape[1:])
+        if maps and box is not None:
+            # Outside the body crop the network never ran: alpha is 0 ("not looked at") there rather
+            # than the crop's edge values stretched out as streaks. (``Invertd``, used when the grids
+            # are not axis-aligned, already leaves 0 outside.)
+            fill_outside(back[k:], box, 0.0)
         return Prediction(
             labels=labels[0].numpy().astype(np.uint8),
-            probabilities=back.numpy().astype(np.float32, copy=False),
+            probabilities=back[:k].numpy(),
             input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
-            attention={k: v.astype(np.float32) for k, v in attention.items()},
+            attention=dict(zip(maps, back[k:].numpy())),
+            network_box=box,
         )
 
     def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -15,11 +15,16 @@ from attnunet.utils.atomic import atomic_target
 
 
 def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[float, float]) -> np.ndarray:
-    """RGB ``(H, W * (2 + gates), 3)`` uint8: CT | CT + predicted labels | CT + alpha per gate, on the
-    axial slice through the predicted foreground centroid (the middle slice when nothing was found).
-    ``ct_hu`` is the input volume on the prediction's grid."""
-    ras_codes = nib.orientations.axcodes2ornt("RAS")
-    to_ras = nib.orientations.ornt_transform(nib.io_orientation(prediction.input_affine), ras_codes)
+    """RGB ``(H, W, 3)`` uint8: CT | CT + predicted labels | CT + alpha per gate, titled, with a 0-1
+    colour bar, on the axial slice through the predicted foreground centroid (the middle slice when
+    nothing was found). Each gate's title gives alpha's range on the slice and in the volume, both
+    within the region the network ran on. Panels have square pixels in millimetres and a short side
+    of at least :data:`~attnunet.utils.overlays.SHORT_SIDE`. ``ct_hu`` ``(X, Y, Z)`` is the input
+    volume on the prediction's grid."""
+    ornt = nib.io_orientation(prediction.input_affine)
+    to_ras = nib.orientations.ornt_transform(ornt, nib.orientations.axcodes2ornt("RAS"))
+    spacing = np.empty(3)
+    spacing[to_ras[:, 0].astype(int)] = nib.affines.voxel_sizes(prediction.input_affine)
 
     def ras(volume: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(nib.orientations.apply_orientation(volume, to_ras)))
@@ -28,12 +33,31 @@ def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[floa
     ct = (ras(ct_hu.astype(np.float32)) - lo) / (hi - lo)
     labels = ras(prediction.labels)
     z = overlays.centroid_index(labels, axis=2)
-    ct_s = overlays.to_display(ct[:, :, z])
-    panels = [overlays.grey(ct_s), overlays.label_overlay(ct_s, overlays.to_display(labels[:, :, z]))]
-    for alpha in prediction.attention.values():
-        panels.append(overlays.heat_overlay(ct_s, overlays.to_display(ras(alpha)[:, :, z])))
-    rgb = torch.cat(panels, 2).permute(1, 2, 0).clamp(0, 1)
-    return (rgb.numpy() * 255).round().astype(np.uint8)
+    pixel = (float(spacing[0]), float(spacing[1]))
+    ct_s = overlays.display_slice(ct[:, :, z], pixel)
+    panels = [
+        overlays.Panel(["CT", f"axial slice {z + 1}/{ct.shape[2]}"], overlays.grey(ct_s)),
+        overlays.Panel(
+            ["predicted labels"],
+            overlays.label_overlay(ct_s, overlays.display_slice(labels[:, :, z], pixel, nearest=True)),
+        ),
+    ]
+    box = prediction.network_box or tuple(slice(None) for _ in range(3))
+    ran = np.zeros(prediction.labels.shape, dtype=bool)
+    ran[box] = True
+    ran_s = ras(ran)[:, :, z]
+    for gate, alpha in prediction.attention.items():
+        a = ras(alpha)
+        seen = alpha[box]
+        volume_range = overlays.value_range(seen) if seen.size else "-"
+        slice_range = overlays.value_range(a[:, :, z][ran_s]) if ran_s.any() else "-"
+        panels.append(
+            overlays.Panel(
+                [gate, f"slice {slice_range}  volume {volume_range}"],
+                overlays.heat_overlay(ct_s, overlays.display_slice(a[:, :, z], pixel)),
+            )
+        )
+    return overlays.compose(panels, bar=bool(prediction.attention))
 
 
 def save_png(rgb: np.ndarray, path: Path) -> None:

@@ -43,8 +43,14 @@ def _interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> t
     shape = [1] * volume.ndim
     shape[dim] = -1
     weight = (coords - lower).to(volume.dtype).reshape(shape)
-    low = volume.index_select(dim, lower)
-    return low.add_(volume.index_select(dim, upper).sub_(low).mul_(weight))
+    # Indexing with an index tensor gives what index_select gives, bit for bit, but its CPU kernel
+    # measured 2-10x faster here (torch 2.13, 2 cores): 512 x 512 x 240 x 5 channels along the
+    # middle axis 2.4 s vs 4.5-9 s, along the last (contiguous) axis 0.3 s vs 3.1 s.
+    take: list[slice | torch.Tensor] = [slice(None)] * volume.ndim
+    take[dim] = lower
+    low = volume[tuple(take)]
+    take[dim] = upper
+    return low.add_(volume[tuple(take)].sub_(low).mul_(weight))
 
 
 def to_input_grid(
@@ -68,3 +74,29 @@ def to_input_grid(
         out = _interpolate_axis(out, 1 + q, coords)
     # Network axis q now holds input axis a with mapping[a][0] == q; put the axes in input order.
     return out.permute(0, *(1 + mapping[a][0] for a in range(3))).contiguous()
+
+
+def network_box(
+    net_affine: np.ndarray, input_affine: np.ndarray, net_shape: Sequence[int], input_shape: Sequence[int]
+) -> tuple[slice, slice, slice] | None:
+    """The input voxels the network grid covers: those whose centre lies within the network
+    voxels' extent (their centres +- half a voxel) along every axis; everything else was cropped
+    away before the network ran. ``None`` when the grids are not axis-aligned."""
+    mapping = axis_map(net_affine, input_affine)
+    if mapping is None:
+        return None
+    box = []
+    for a, (q, scale, offset) in enumerate(mapping):
+        coords = np.arange(int(input_shape[a])) * scale + offset
+        inside = np.flatnonzero((coords >= -0.5 - AXIS_TOLERANCE) & (coords <= net_shape[q] - 0.5 + AXIS_TOLERANCE))
+        box.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
+    return box[0], box[1], box[2]
+
+
+def fill_outside(volume: torch.Tensor, box: Sequence[slice], value: float) -> torch.Tensor:
+    """Set every voxel of ``volume`` ``(C, X, Y, Z)`` outside ``box`` (three slices) to ``value``, in place."""
+    for axis, keep in enumerate(box):
+        dim = 1 + axis
+        volume.narrow(dim, 0, keep.start).fill_(value)
+        volume.narrow(dim, keep.stop, volume.shape[dim] - keep.stop).fill_(value)
+    return volume

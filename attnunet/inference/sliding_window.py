@@ -54,7 +54,13 @@ def predict_logits(net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowS
 def predict_with_attention(
     net: AttentionUNet, image: torch.Tensor, spec: SlidingWindowSpec
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Logits ``(B, K, *S)`` and, per gate, alpha ``(B, 1, *S)`` blended over windows."""
+    """Logits ``(B, K, *S)`` and, per gate, alpha ``(B, 1, *S)`` blended over windows.
+
+    MONAI's inferer blends every element of a tuple output with the same importance map and
+    normalises each by the same weight sum, so alpha is averaged over overlapping windows exactly
+    as the logits are (tested). Each window's maps are upsampled to the window size first; that
+    costs about 1% of the window's forward pass (4 x 64^3 windows of the default model, CPU).
+    """
     names = net.attention_names
 
     def window(x: torch.Tensor) -> tuple[torch.Tensor, ...]:

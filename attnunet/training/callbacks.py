@@ -7,6 +7,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -26,7 +28,8 @@ class AttentionMapLogger(pl.Callback):
     """Every ``every_n_epochs`` validation epochs, for the first ``num_cases`` validation cases log:
 
     - ``val/overlay/<case>``: CT | reference | prediction on the slice through the label centroid;
-    - ``attention/<case>/<gate>``: CT | alpha heat map over the CT, per gate;
+    - ``attention/<case>/<gate>``: CT | alpha over the CT on a fixed 0-1 colour scale, with a colour
+      bar and alpha's range on the slice and in the volume in the title, per gate;
     - ``attention_contrast/<gate>``: mean alpha inside the organ (dilated by ``dilation`` voxels)
       divided by mean alpha outside it, averaged over the cases; rises as a gate learns to focus.
 
@@ -38,6 +41,7 @@ class AttentionMapLogger(pl.Callback):
             raise ValueError(f"plane must be one of {sorted(AXES)}, got {plane!r}")
         self.every_n_epochs = every_n_epochs
         self.num_cases = num_cases
+        self.plane = plane
         self.axis = AXES[plane]
         self.dilation = dilation
 
@@ -65,26 +69,37 @@ class AttentionMapLogger(pl.Callback):
                 index = overlays.centroid_index(ref, self.axis)
                 cut = [slice(None)] * 3
                 cut[self.axis] = index
-                ct_s = overlays.to_display(ct[tuple(cut)].cpu())
-                ref_s = overlays.to_display(ref[tuple(cut)].cpu())
-                pred_s = overlays.to_display(pred[tuple(cut)].cpu())
-                panel = torch.cat(
-                    [overlays.grey(ct_s), overlays.label_overlay(ct_s, ref_s), overlays.label_overlay(ct_s, pred_s)], 2
-                )
-                tb.experiment.add_image(f"val/overlay/{case}", panel, step)
+                spacing = self._spacing(item[IMAGE])
+                ct_s = overlays.display_slice(ct[tuple(cut)].cpu(), spacing)
+                ref_s = overlays.display_slice(ref[tuple(cut)].cpu(), spacing, nearest=True)
+                pred_s = overlays.display_slice(pred[tuple(cut)].cpu(), spacing, nearest=True)
+                where = f"{self.plane} slice {index + 1}/{ct.shape[self.axis]}"
+                ct_panel = overlays.Panel(["CT", where], overlays.grey(ct_s))
+                panels = [
+                    ct_panel,
+                    overlays.Panel(["reference"], overlays.label_overlay(ct_s, ref_s)),
+                    overlays.Panel(["prediction"], overlays.label_overlay(ct_s, pred_s)),
+                ]
+                tb.experiment.add_image(f"val/overlay/{case}", overlays.compose(panels), step, dataformats="HWC")
                 organ = self._dilate(ref > 0)
                 for gate, alpha in alphas.items():
                     a = alpha[0, 0].float()
-                    a_s = overlays.to_display(a[tuple(cut)].cpu())
-                    tb.experiment.add_image(
-                        f"attention/{case}/{gate}",
-                        torch.cat([overlays.grey(ct_s), overlays.heat_overlay(ct_s, a_s)], 2),
-                        step,
-                    )
+                    a_slice = a[tuple(cut)]
+                    title = [gate, f"slice {overlays.value_range(a_slice)}  volume {overlays.value_range(a)}"]
+                    heat = overlays.heat_overlay(ct_s, overlays.display_slice(a_slice.cpu(), spacing))
+                    picture = overlays.compose([ct_panel, overlays.Panel(title, heat)], bar=True)
+                    tb.experiment.add_image(f"attention/{case}/{gate}", picture, step, dataformats="HWC")
                     if organ.any() and (~organ).any():
                         contrasts.setdefault(gate, []).append(float(a[organ].mean() / a[~organ].mean().clamp(min=1e-6)))
         for gate, values in contrasts.items():
             pl_module.log(f"attention_contrast/{gate}", sum(values) / len(values), rank_zero_only=True)
+
+    def _spacing(self, image: Any) -> tuple[float, float]:
+        """Voxel size (mm) along the two axes of the logged plane; 1 mm when the image carries no affine."""
+        affine = getattr(image, "affine", None)
+        sizes = [1.0, 1.0, 1.0] if affine is None else nib.affines.voxel_sizes(np.asarray(affine)).tolist()
+        del sizes[self.axis]
+        return sizes[0], sizes[1]
 
     def _dilate(self, mask: torch.Tensor) -> torch.Tensor:
         k = 2 * self.dilation + 1
