@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from attnunet.data import transforms
-from attnunet.data.datamodule import SegmentationDataModule
+from attnunet.data.datamodule import SegmentationDataModule, WeightedCases
 from attnunet.data.synthetic import write_dataset
-from attnunet.errors import AttnUNetError
 
 
 @pytest.fixture
@@ -104,7 +103,8 @@ def test_each_ddp_rank_loads_only_its_share(tmp_path: Path, monkeypatch: pytest.
         dm.setup()
         assert dm.train_set is not None and dm.val_set is not None
         train = [c["case_id"] for c in dm.train_set.data]
-        val = [c["case_id"] for c in dm.val_set.data]
+        assert isinstance(dm.val_set, WeightedCases)
+        val = [c["case_id"] for c, w in zip(dm.val_set.dataset.data, dm.val_set.weights) if w > 0]
         loader = dm.train_dataloader()
         assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)
         assert loader.sampler.num_replicas == 1 and len(loader.sampler) == len(train)
@@ -115,6 +115,12 @@ def test_each_ddp_rank_loads_only_its_share(tmp_path: Path, monkeypatch: pytest.
     assert set(shares[0][0] + shares[1][0]) == set(all_train)
     assert sorted(shares[0][1] + shares[1][1]) == all_val and len(shares[0][1]) == 1  # no repeats
 
-    too_few = SegmentationDataModule(root=str(tmp_path / "ds"), val_fraction=0.2, cache="none", num_workers=0)
-    with pytest.raises(AttnUNetError, match="1 validation cases for 2 processes"):
-        too_few.setup()
+    # Fewer validation cases than ranks: the rank without one runs a weight-0 repeat.
+    weights = []
+    for rank in (0, 1):
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        few = SegmentationDataModule(root=str(tmp_path / "ds"), val_fraction=0.2, cache="none", num_workers=0)
+        few.setup()
+        assert isinstance(few.val_set, WeightedCases) and len(few.val_set) == 1
+        weights.append(few.val_set[0][transforms.VAL_WEIGHT])
+    assert weights == [1.0, 0.0]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 import yaml
 
 from attnunet.data.datalist import load_cases
@@ -23,7 +24,10 @@ def test_fingerprint_suggestions_follow_the_rules(tiny_dataset: Path) -> None:
     median = np.median(np.array(fp.spacings), 0)
     assert s["spacing"] == [round(float(v), 3) for v in median]  # ratio < 3 here: plain median
     lo, hi = s["intensity_window"]
-    assert -200 < lo < 60 < hi < 300  # pancreas-like soft tissue
+    foreground = np.concatenate(fp.foreground_hu)
+    assert np.mean(foreground < lo) == pytest.approx(0.005, abs=0.002)  # 0.5th and 99.5th percentiles
+    assert np.mean(foreground > hi) == pytest.approx(0.005, abs=0.002)
+    assert -400 < lo < 60 < hi < 300  # pancreas-like soft tissue (fatty lobules and partial volume below)
     assert all(p % 16 == 0 and 32 <= p <= 160 for p in s["patch_size"])
     assert np.prod(s["patch_size"]) <= 96**3
 

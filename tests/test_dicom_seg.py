@@ -132,6 +132,10 @@ def test_bad_inputs_are_one_line_errors(series: tuple[Path, np.ndarray], tmp_pat
     assert not list(tmp_path.iterdir())  # nothing written
 
     bare = write_series(nib.load(DATA / "abdomen_ct.nii.gz").slicer[:, :, 90:93], tmp_path / "bare")
+    for file in bare.iterdir():  # a series from a scanner that left the frame of reference out
+        ds = pydicom.dcmread(file)
+        del ds.FrameOfReferenceUID
+        ds.save_as(file)
     with pytest.raises(AttnUNetError) as e:
         write_dicom_seg(np.zeros(read_series_geometry(bare).shape, np.uint8), bare, NAMES, tmp_path / "seg.dcm")
     assert "no FrameOfReferenceUID" in str(e.value)

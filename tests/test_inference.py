@@ -24,6 +24,7 @@ from attnunet.inference.io import find_inputs, save_like
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.inference.sliding_window import predict_logits
 from attnunet.training.module import SegmentationModule
+from attnunet.utils import overlays
 
 DATA = Path(__file__).parent / "data"
 CT = DATA / "abdomen_ct.nii.gz"
@@ -113,10 +114,17 @@ def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: P
     assert att.shape == src.shape and att.get_data_dtype() == np.float32
     assert nib.load(out / "ct_a_probabilities.nii.gz").shape == (*src.shape, 2)
     preview = np.asarray(Image.open(out / "ct_a_preview.png"))
-    assert preview.shape == (101, 3 * 122, 3)  # axial slice, anterior up: (AP, 3 panels x LR)
-    ct_panel = preview[:, : preview.shape[1] // 3]
+    # Axial slice, anterior up: panels of (AP, LR) in square millimetre pixels, short side enlarged.
+    sx, sy, _ = nib.affines.voxel_sizes(src.affine)
+    h, w = overlays.display_size((src.shape[1], src.shape[0]), (sy, sx))
+    assert min(h, w) >= overlays.SHORT_SIDE
+    top = overlays.GAP + 2 * (overlays.FONT_SIZE + 4)  # two title lines
+    assert preview.shape[0] == top + h + overlays.GAP
+    assert preview.shape[1] > overlays.GAP + 3 * (w + overlays.GAP)  # CT | labels | level1, then the colour bar
+    ct_panel = preview[top : top + h, overlays.GAP : overlays.GAP + w].astype(float)
+    heat_panel = preview[top : top + h, overlays.GAP + 2 * (w + overlays.GAP) :][:, :w].astype(float)
     assert ct_panel.std() > 10  # the CT itself is visible, not a blank or constant picture
-    assert not np.array_equal(ct_panel, preview[:, 2 * preview.shape[1] // 3 :])  # heat map differs from plain CT
+    assert np.abs(ct_panel - heat_panel).mean() > 1  # the attention overlay colours the CT
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs.iterdir()} == digests
 
@@ -202,8 +210,11 @@ def test_evaluate_checkpoint_on_a_labelled_split(tiny_dataset: Path, tmp_path: P
         "recall",
         "pred_ml",
         "ref_ml",
+        "uncertainty",
     ]
     assert len(lines) == 1 + 4 * 2  # 4 cases x 2 foreground labels
+    entropy = [float(line.split(",")[-1]) for line in lines[1:]]
+    assert all(0 <= e <= np.log(3) for e in entropy)  # mean predictive entropy over 3 classes
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["cases"] == 4 and set(summary["per_label"]) == {"pancreas", "lesion"}
 

@@ -81,7 +81,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
             cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision, plugins=[AtomicCheckpointIO()]
         )
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg.ckpt_path, run_dir), weights_only=True)
-    best = trainer.checkpoint_callback
+    best = next((c for c in trainer.checkpoint_callbacks if c.monitor is not None), None)  # not last.ckpt's
     path = best.best_model_path if best is not None else ""
     score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None
     return path, score

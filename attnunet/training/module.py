@@ -83,7 +83,7 @@ class SegmentationModule(pl.LightningModule):
             self.net.compile()
             self._forward_detailed = torch.compile(self.net.forward_detailed)
         # Per-class Dice summed over this rank's validation cases with the number of cases that
-        # count (reference not empty); summed over ranks at epoch end, then divided.
+        # count (reference not empty); gathered over ranks at epoch end, then divided.
         self.val_dice = DiceMetric(
             include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True
         )
@@ -110,25 +110,28 @@ class SegmentationModule(pl.LightningModule):
         return sum(w * self.loss(o.float(), t) for w, o, t in zip(self.level_weights, outputs, targets))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        num_classes = len(self.labels)
         if VAL_WEIGHT in batch and not bool(torch.as_tensor(batch[VAL_WEIGHT]).any()):
-            return  # a DDP rank's padding case: it runs the loop but counts nothing
+            # A DDP rank's padding case: it scores empty masks, which count for no class (Dice of
+            # an empty reference is NaN and left out), so every rank still has a metric buffer to
+            # gather at the epoch end.
+            empty = torch.zeros(1, num_classes, 1, 1, 1, device=self.device)
+            self.val_dice(empty, empty)
+            return
         # Plain tensors: MetaTensors would leak into logged values and from there into checkpoints,
         # which then no longer load with weights_only=True.
         image, label = as_plain_tensor(batch[IMAGE]), as_plain_tensor(batch[LABEL])
         logits = predict_logits(self.net, image, self.window)
-        num_classes = len(self.labels)
         pred = F.one_hot(argmax_channels(logits, 1), num_classes).movedim(-1, 1)
         ref = F.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
         self.val_dice(pred, ref)
 
     def on_validation_epoch_end(self) -> None:
-        # Sum over ranks before dividing: correct for any split of the cases across DDP ranks.
-        if self.val_dice.get_buffer() is None:  # a DDP rank that scored no case: it adds zeros
-            total = count = torch.zeros(len(self.labels) - 1, device=self.device)
-        else:
-            total, count = self.val_dice.aggregate()
-        total = self.trainer.strategy.reduce(total.to(self.device, torch.float64), reduce_op="sum")
-        count = self.trainer.strategy.reduce(count.to(self.device, torch.float64), reduce_op="sum")
+        # DiceMetric gathers every rank's per-case scores itself (an all-gather under DDP), so the
+        # sum over cases and the count of non-empty references cover the whole validation set.
+        if self.val_dice.get_buffer() is None:  # no validation step ran (on any rank)
+            return
+        total, count = (t.to(self.device, torch.float64) for t in self.val_dice.aggregate())
         per_class = total / count.clamp(min=1)
         present = count > 0
         for k, name in sorted(self.labels.items())[1:]:
