@@ -96,8 +96,13 @@ def test_evaluate_pairs_numbered_predictions_with_their_labels(tmp_path: Path) -
         # Each prediction is right for its own case only: a mixed-up pairing would lower some Dice.
         write_volume(tmp_path / "preds" / f"{n}_seg.nii.gz", value=1 if i != 1 else 0)
     cfg = OmegaConf.create(
-        {"pred_dir": str(tmp_path / "preds"), "label_dir": str(tmp_path / "labels"), "labels": None,
-         "merge_labels": None, "nsd_tolerance_mm": 2.0}
+        {
+            "pred_dir": str(tmp_path / "preds"),
+            "label_dir": str(tmp_path / "labels"),
+            "labels": None,
+            "merge_labels": None,
+            "nsd_tolerance_mm": 2.0,
+        }
     )
     rows = [r for r in evaluate_folders(cfg) if r["label"] != "background"]
     assert {r["case"]: r["dice"] for r in rows} == {NUMBERED[0]: 1.0, NUMBERED[1]: 0.0, NUMBERED[2]: 1.0}

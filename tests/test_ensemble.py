@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from attnunet.data.datamodule import SegmentationDataModule
+from attnunet.data.synthetic import write_dataset
 from attnunet.errors import AttnUNetError
+from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.configured import load_models, model_sources, predictor_from_config
 from attnunet.inference.ensemble import EnsemblePredictor, mean_uncertainty, predictive_entropy
@@ -128,3 +131,22 @@ def test_checkpoints_copied_keep_working(checkpoints: list[Path], tmp_path: Path
     moved = tmp_path / "moved"
     shutil.copytree(checkpoints[0].parents[2], moved)
     assert len(load_models(predictor_cfg(ckpt_dir=str(moved)))) == 2
+
+
+def test_fold_ensemble_refuses_to_score_a_split_its_members_do_not_share(
+    checkpoints: list[Path], tmp_path: Path
+) -> None:
+    """Fold i's validation cases are training cases of the other folds: no honest ``val`` score."""
+    write_dataset(tmp_path / "ds", num_cases=2, seed=0)
+    datamodule = SegmentationDataModule(root=str(tmp_path / "ds"), cache="none", num_workers=0)
+    folds = [{"train": ["synth_000"], "val": ["synth_001"]}, {"train": ["synth_001"], "val": ["synth_000"]}]
+    members = [load_checkpoint(p) for p in checkpoints]
+    for member, fold in zip(members, folds):
+        member.meta["split"] = fold
+    predictor = EnsemblePredictor(members, PredictorSettings(device="cpu", precision="fp32"))
+    with pytest.raises(AttnUNetError, match="trained on different cases") as info:
+        evaluate_on_split(predictor, datamodule, "val", 2.0, checkpoints[0])
+    assert str(checkpoints[0]) in str(info.value)
+    members[1].meta["split"] = folds[0]  # same cases (e.g. seeds of one split): scored as usual
+    rows = evaluate_on_split(predictor, datamodule, "val", 2.0, checkpoints[0])
+    assert {r["case"] for r in rows} == {"synth_001"}

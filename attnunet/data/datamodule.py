@@ -226,7 +226,6 @@ class SegmentationDataModule(pl.LightningDataModule):
             write_text_atomically(self.splits_file, json.dumps(folds, indent=1))
         return apply_split(cases, folds[self.fold], self.splits_file or self.case_list.source)
 
-
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
         return DataLoader(

@@ -209,7 +209,6 @@ class DicomSeriesReader(ImageReader):
         return read_series_voxels(img), meta
 
 
-
 def _read_header(path: Path) -> pydicom.Dataset:
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS)

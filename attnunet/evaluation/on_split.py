@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ def evaluate_on_split(
         raise AttnUNetError(f"split must be val, train or all, got {split!r}")
     if split == "all":
         cases = datamodule.case_list.cases
+    elif len({json.dumps(m.meta.get("split"), sort_keys=True) for m in getattr(predictor, "models", [])}) > 1:
+        raise AttnUNetError(
+            f"the ensemble's members were trained on different cases (k folds?), so its {split} split is "
+            "not one split of them all; score held-out cases with split=all",
+            ckpt_path,
+        )
     elif predictor.model.meta.get("split"):
         cases = stored_split_cases(datamodule, predictor.model.meta["split"][split], split, ckpt_path)
     else:  # checkpoints from before the split was stored: rebuilt from the data settings
