@@ -11,6 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from attnunet.utils.hardware import cpu_has_native_bf16
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
@@ -77,13 +79,17 @@ def test_model_benchmark_prints_ratios_and_writes_json(tmp_path: Path) -> None:
     cmd += ["--volume", "40", "40", "36", "--repeats", "1", "--no-full-ct", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| monai_fp32 | " in proc.stdout and "| attnunet_bf16 | " in proc.stdout
-    assert "against MONAI fp32 as its users run it (untuned)" in proc.stdout
+    # bf16 rows only where the CPU runs bf16 natively (emulated, they take minutes and auto skips bf16).
+    bf16 = cpu_has_native_bf16()
+    shipped = "attnunet_bf16" if bf16 else "attnunet_fp32"
+    assert "| monai_fp32 | " in proc.stdout and f"| {shipped} | " in proc.stdout
+    assert f"{shipped} (as shipped) against MONAI fp32 as its users run it (untuned)" in proc.stdout
     results = json.loads(out.read_text())
     rows = results["rows"]["cpu"]
-    assert set(rows) >= {"monai_fp32", "monai_bf16", "monai_fp32_untuned", "attnunet_fp32", "attnunet_bf16"}
+    fp32_rows = {"monai_fp32", "monai_fp32_untuned", "attnunet_fp32", "attnunet_fp32_untuned"}
+    assert set(rows) == fp32_rows | ({"monai_bf16", "attnunet_bf16"} if bf16 else set())
     assert rows["attnunet_fp32"]["argmax_agreement"] == 1.0  # its own reference
-    assert 0.5 < rows["attnunet_bf16"]["argmax_agreement"] <= 1.0
+    assert 0.5 < rows[shipped]["argmax_agreement"] <= 1.0
     assert all(r["forward_s"] > 0 and r["train_step_s"] > 0 and r["peak_mib"] > 0 for r in rows.values())
     assert results["gflop_per_patch"]["attnunet"] > results["gflop_per_patch"]["monai"] > 0
     assert results["peak_gflops"]["cpu"]["fp32"] > 0
