@@ -111,7 +111,12 @@ def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: P
     np.testing.assert_allclose(seg.affine, src.affine)
     assert seg.header["qform_code"] == src.header["qform_code"] or src.header["qform_code"] == 0
     att = nib.load(out / "ct_a_attention_level1.nii.gz")
-    assert att.shape == src.shape and att.get_data_dtype() == np.float32
+    assert att.shape == src.shape and att.get_data_dtype() == np.uint8  # scaled: floats when read
+    alpha = att.get_fdata()
+    predictor = Predictor(load_checkpoint(checkpoint), PredictorSettings(precision="fp32", attention=True))
+    in_memory = predictor(good).attention["level1"]
+    step = (in_memory.max() - in_memory.min()) / 255
+    np.testing.assert_allclose(alpha, in_memory, atol=step / 2 + 1e-6)  # uint8 steps of the map's range
     assert nib.load(out / "ct_a_probabilities.nii.gz").shape == (*src.shape, 2)
     preview = np.asarray(Image.open(out / "ct_a_preview.png"))
     # Axial slice, anterior up: panels of (AP, LR) in square millimetre pixels, short side enlarged.

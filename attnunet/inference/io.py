@@ -44,18 +44,22 @@ def prepare_output_dir(output_dir: str | Path) -> Path:
     return writable_folder(output_dir, "output_dir")
 
 
-def save_like(array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs: set[Path]) -> None:
+def save_like(
+    array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs: set[Path], stored_as: type | None = None
+) -> None:
     """Write ``array`` with ``reference``'s affine, qform/sform codes and units, atomically.
 
-    The data goes to a temporary file in the same folder first and is renamed over ``path`` only
-    when complete, so an interrupted run never leaves a file that looks finished. ``inputs`` are
-    never overwritten.
+    ``stored_as`` (e.g. ``np.uint8`` for a float map): the on-disk type, with the NIfTI slope and
+    intercept nibabel chooses so that readers get floats back (to 1/255 of the value range for
+    uint8); by default the array's own type, unscaled. The data goes to a temporary file in the same
+    folder first and is renamed over ``path`` only when complete, so an interrupted run never leaves
+    a file that looks finished. ``inputs`` are never overwritten.
     """
     if path.resolve() in inputs:
         raise AttnUNetError("refusing to overwrite an input file", path)
     header = reference.header.copy()
-    header.set_data_dtype(array.dtype)
-    header.set_slope_inter(1.0, 0.0)
+    header.set_data_dtype(stored_as or array.dtype)
+    header.set_slope_inter(np.nan if stored_as else 1.0, np.nan if stored_as else 0.0)
     image = nib.Nifti1Image(array, reference.affine, header=header)
     # Mirror the input's qform and sform exactly, codes included (a viewer may prefer either).
     qform, qcode = reference.get_qform(coded=True)

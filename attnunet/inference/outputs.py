@@ -37,7 +37,7 @@ class OutputPaths:
         return self.out / f"{self.case}_probabilities.nii.gz"
 
     def attention(self, gate: str) -> Path:
-        """float32 ``(X, Y, Z)`` coefficients of one attention gate."""
+        """``(X, Y, Z)`` coefficients of one attention gate (scaled uint8 on disk, floats when read)."""
         return self.out / f"{self.case}_attention_{gate}.nii.gz"
 
     @property
