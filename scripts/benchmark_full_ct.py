@@ -83,11 +83,18 @@ def make_checkpoint(path: Path) -> Path:
     return path
 
 
-def run_infer(ckpt: Path, image: Path, output_dir: Path, device: str = "auto", precision: str = "auto") -> dict:
-    """Run ``python -m attnunet infer`` as its own process: wall seconds, the per-case time it
-    reports, and that process's peak RSS (GiB)."""
+def run_infer(
+    ckpt: Path,
+    image: Path,
+    output_dir: Path,
+    device: str = "auto",
+    precision: str = "auto",
+    overrides: tuple[str, ...] = (),
+) -> dict:
+    """Run ``python -m attnunet infer`` (plus ``overrides``) as its own process: wall seconds, the
+    per-case time it reports, and that process's peak RSS (GiB)."""
     cmd = [sys.executable, "-m", "attnunet", "infer", f"ckpt_path={ckpt}", f"input={image}"]
-    cmd += [f"output_dir={output_dir}", f"device={device}", f"precision={precision}"]
+    cmd += [f"output_dir={output_dir}", f"device={device}", f"precision={precision}", *overrides]
     cmd += [f"hydra.run.dir={output_dir}/.hydra_run"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -142,6 +149,30 @@ def full_ct_benchmark(device: str = "auto", slices: int = 240, ckpt: Path | None
     return {"shape": [512, 512, slices], "device": device, "checkpoint": str(ckpt), **result, **same}
 
 
+def attention_cost(device: str = "auto", slices: int = 240, ckpt: Path | None = None, runs: int = 3) -> dict:
+    """``save_attention=true`` against a plain run on the full CT: ``runs`` of each, alternating
+    (after one untimed run that warms the file cache), each in a fresh process; medians."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        image = make_full_ct(folder / "full_ct.nii.gz", size=(512, 512, slices))
+        ckpt = ckpt or make_checkpoint(folder / "default.ckpt")
+        run_infer(ckpt, image, folder / "warm", device)
+        times: dict[str, list[float]] = {"plain": [], "attention": []}
+        for i in range(runs):
+            for kind, extra in (("plain", ()), ("attention", ("save_attention=true",))):
+                times[kind].append(run_infer(ckpt, image, folder / f"{kind}{i}", device, overrides=extra)["case_s"])
+    medians = {k: float(np.median(v)) for k, v in times.items()}
+    return {"shape": [512, 512, slices], "runs": times, **medians, "ratio": medians["attention"] / medians["plain"]}
+
+
+def print_attention_cost(result: dict) -> None:
+    shape = "x".join(map(str, result["shape"]))
+    print(f"\nsave_attention=true on the {shape} CT, per case, median of {len(result['runs']['plain'])}")
+    print("| plain (s) | with attention maps (s) | ratio |")
+    print("| ---: | ---: | ---: |")
+    print(f"| {result['plain']:.1f} | {result['attention']:.1f} | {result['ratio']:.2f}x |")
+
+
 def print_full_ct(result: dict) -> None:
     shape = "x".join(map(str, result["shape"]))
     print(f"\nattnunet-infer, {shape} CT at 0.86x0.86x1 mm, device {result['device']}")
@@ -162,9 +193,14 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=240)
     parser.add_argument("--ckpt", type=Path, default=None, help="a trained checkpoint (default: random weights)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--attention", action="store_true", help="instead: the cost of save_attention=true")
     args = parser.parse_args()
-    result = full_ct_benchmark(args.device, args.slices, args.ckpt)
-    print_full_ct(result)
+    if args.attention:
+        result = attention_cost(args.device, args.slices, args.ckpt)
+        print_attention_cost(result)
+    else:
+        result = full_ct_benchmark(args.device, args.slices, args.ckpt)
+        print_full_ct(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -9,7 +9,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from attnunet.data.dicom import read_series_geometry, write_series
+from attnunet.data.dicom import read_series_geometry
+from attnunet.data.dicom_writer import write_series
 from attnunet.inference.export import export_model
 from tests.test_inference import CT, make_checkpoint, run_cli
 

@@ -27,7 +27,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from attnunet.data.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs, write_series
+from attnunet.data.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs
+from attnunet.data.dicom_writer import write_series
 from attnunet.data.transforms import load_images, loading
 from attnunet.errors import AttnUNetError, user_error
 

@@ -10,7 +10,8 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from attnunet.data.dicom import read_series_geometry, write_series
+from attnunet.data.dicom import read_series_geometry
+from attnunet.data.dicom_writer import write_series
 from attnunet.errors import AttnUNetError
 from attnunet.inference.dicom_seg import write_dicom_seg
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from attnunet.data.dicom import write_series
+from attnunet.data.dicom_writer import write_series
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs, save_like

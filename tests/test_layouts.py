@@ -13,7 +13,7 @@ import torch
 from monai import transforms as mt
 
 from attnunet.data.datamodule import SegmentationDataModule
-from attnunet.data.dicom import write_series
+from attnunet.data.dicom_writer import write_series
 from attnunet.data.labels import merge_labels
 from attnunet.data.layouts import discover
 from attnunet.data.synthetic import reorient, write_dataset

@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from attnunet.data.dicom import write_series
+from attnunet.data.dicom_writer import write_series
 from attnunet.data.synthetic.phantom import GENERATOR_VERSION, make_case
 from attnunet.utils.atomic import NEW_FILE_MODE
 
