@@ -19,7 +19,7 @@ from torch import nn
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Prediction, Predictor, PredictorSettings
 from attnunet.inference.preview import render_preview
-from attnunet.inference.regrid import fill_outside, network_box, to_input_grid
+from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.models.attention_unet import NetOutput
 from attnunet.utils import overlays
@@ -158,14 +158,17 @@ def test_maps_are_blended_over_windows_with_the_logits_weights() -> None:
     assert (maps["gate"] - image).std() > 0.05
 
 
-def test_network_box_and_fill_outside() -> None:
+def test_network_box_and_regridding_only_the_box() -> None:
     input_affine = np.diag([3.0, 3.0, 3.0, 1.0])
     net_affine = np.diag([6.0, 6.0, 3.0, 1.0])
     net_affine[:3, 3] = [4.5 * 3, 2.5 * 3, 0.0]  # network voxel 0 = input voxels 4-5 (x), 2-3 (y), 0 (z)
     box = network_box(net_affine, input_affine, (6, 4, 20), (20, 20, 20))
     assert box == (slice(4, 16), slice(2, 10), slice(0, 20))
-    volume = fill_outside(torch.ones(2, 20, 20, 20), box, 0.0)
-    assert volume[:, box[0], box[1], box[2]].eq(1).all() and volume.sum() == 2 * 12 * 8 * 20
+    volume = torch.rand(2, 6, 4, 20, generator=torch.Generator().manual_seed(0))
+    whole = to_input_grid(volume, net_affine, input_affine, (20, 20, 20))
+    part = to_input_grid(volume, net_affine, input_affine, (20, 20, 20), box)
+    assert whole is not None and part is not None and part.shape == (2, 12, 8, 20)
+    torch.testing.assert_close(part, whole[(slice(None), *box)], rtol=0, atol=1e-6)
     swapped = input_affine[:, [1, 0, 2, 3]]  # input axis 0 runs along world y, axis 1 along x
     assert network_box(net_affine, swapped, (6, 4, 20), (20, 20, 20)) == (slice(2, 10), slice(4, 16), slice(0, 20))
 
@@ -196,7 +199,7 @@ def test_attention_is_zero_outside_the_body_crop_not_edge_extended(checkpoint: P
     np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-4)  # probabilities still edge-extended
 
 
-def test_one_pass_regrid_equals_regridding_each_gate(checkpoint: Path, body_in_air: Path) -> None:
+def test_one_pass_box_regrid_equals_regridding_each_gate_whole(checkpoint: Path, body_in_air: Path) -> None:
     model = load_checkpoint(checkpoint)
     with_maps = Predictor(model, PredictorSettings(precision="fp32", attention=True))
     out = with_maps(body_in_air)
@@ -208,5 +211,8 @@ def test_one_pass_regrid_equals_regridding_each_gate(checkpoint: Path, body_in_a
         _, maps = predict_with_attention(with_maps.net, image.as_tensor()[None], with_maps.window)
     affines = image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"]
     for gate, alpha in maps.items():
-        separate = fill_outside(to_input_grid(alpha[0].float(), *affines), out.network_box, 0.0)[0]
-        np.testing.assert_allclose(out.attention[gate], separate.numpy(), rtol=0, atol=1e-6)
+        separate = to_input_grid(alpha[0].float(), *affines)[0].numpy()
+        inside = np.zeros(separate.shape, bool)
+        inside[out.network_box] = True
+        np.testing.assert_allclose(out.attention[gate][inside], separate[inside], rtol=0, atol=1e-6)
+        assert not out.attention[gate][~inside].any()  # 0 where the network never ran

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from monai.data import MetaTensor
 from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import as_user_error
 from attnunet.inference.checkpoint import LoadedModel
-from attnunet.inference.regrid import fill_outside, network_box, to_input_grid
+from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import has_fast_bf16
@@ -101,26 +102,37 @@ class Predictor:
         x = image.as_tensor()[None].to(self.device)
         with torch.inference_mode(), self._autocast():
             probs, maps = self._probabilities(x)
-        # The K probabilities and every gate map go back to the input grid as one tensor: one
-        # resampling (index and weight computation, three passes) instead of one per gate.
-        k = probs.shape[1]
-        back = self._to_input_grid(image, torch.cat([probs[0], *(alpha[0] for alpha in maps.values())]))
-        labels = argmax_channels(back[:k], 0)[None]
+        probabilities = self._to_input_grid(image, probs[0])
+        labels = argmax_channels(probabilities, 0)[None]
         if self.settings.largest_component and len(self.model.labels) > 1:
             labels = self.keep_largest(labels)
-        box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], back.shape[1:])
-        if maps and box is not None:
-            # Outside the body crop the network never ran: alpha is 0 ("not looked at") there rather
-            # than the crop's edge values stretched out as streaks. (``Invertd``, used when the grids
-            # are not axis-aligned, already leaves 0 outside.)
-            fill_outside(back[k:], box, 0.0)
+        input_shape = probabilities.shape[1:]
+        box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], input_shape)
         return Prediction(
             labels=labels[0].numpy().astype(np.uint8),
-            probabilities=back[:k].numpy(),
+            probabilities=probabilities.numpy(),
             input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
-            attention=dict(zip(maps, back[k:].numpy())),
+            attention=self._maps_to_input_grid(image, maps, box, input_shape),
             network_box=box,
         )
+
+    def _maps_to_input_grid(
+        self, image: MetaTensor, maps: dict[str, torch.Tensor], box: tuple[slice, ...] | None, shape: Sequence[int]
+    ) -> dict[str, np.ndarray]:
+        """Gate maps ``(1, 1, *S_net)`` -> ``(*S_input)`` float32 each, 0 outside ``box``: the network
+        never ran outside the body crop, so alpha is "not looked at" there rather than the crop's
+        edge values stretched out as streaks. All gates go back as one tensor, and only the box's
+        voxels are resampled (the body is often about half of a CT's field of view)."""
+        if not maps:
+            return {}
+        stacked = torch.cat([alpha[0] for alpha in maps.values()]).float()
+        if box is None:  # not axis-aligned: Invertd, which leaves 0 outside the crop itself
+            return dict(zip(maps, self._to_input_grid(image, stacked).numpy()))
+        full = torch.zeros((len(maps), *shape), dtype=torch.float32)
+        inside = to_input_grid(stacked, image.affine.numpy(), image.meta["original_affine"], shape, box)
+        assert inside is not None  # box is not None: the grids are axis-aligned
+        full[(slice(None), *box)] = inside
+        return dict(zip(maps, full.numpy()))
 
     def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Softmax ``(1, K, *S)`` (flip-averaged with TTA) and gate maps ``(1, 1, *S)``."""

@@ -54,9 +54,14 @@ def _interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> t
 
 
 def to_input_grid(
-    volume: torch.Tensor, net_affine: np.ndarray, input_affine: np.ndarray, input_shape: Sequence[int]
+    volume: torch.Tensor,
+    net_affine: np.ndarray,
+    input_affine: np.ndarray,
+    input_shape: Sequence[int],
+    box: Sequence[slice] | None = None,
 ) -> torch.Tensor | None:
-    """Resample ``volume`` ``(C, *S_net)`` onto the input grid ``(C, *input_shape)``.
+    """Resample ``volume`` ``(C, *S_net)`` onto the input grid ``(C, *input_shape)``, or only onto
+    the input voxels of ``box`` (three slices with start and stop): ``(C, *box_shape)``.
 
     Values beyond the network grid (air cropped away, sub-voxel margins) take the nearest edge
     value, so probabilities still sum to one there. Returns ``None`` when the grids are not
@@ -65,12 +70,13 @@ def to_input_grid(
     mapping = axis_map(net_affine, input_affine)
     if mapping is None:
         return None
+    region = box or [slice(0, int(n)) for n in input_shape]
     out = volume
     # Shrinking passes first keeps the intermediate volumes small.
-    order = sorted(range(3), key=lambda a: input_shape[a] / volume.shape[1 + mapping[a][0]])
+    order = sorted(range(3), key=lambda a: (region[a].stop - region[a].start) / volume.shape[1 + mapping[a][0]])
     for a in order:
         q, scale, offset = mapping[a]
-        coords = torch.arange(int(input_shape[a]), dtype=torch.float64) * scale + offset
+        coords = torch.arange(region[a].start, region[a].stop, dtype=torch.float64) * scale + offset
         out = _interpolate_axis(out, 1 + q, coords)
     # Network axis q now holds input axis a with mapping[a][0] == q; put the axes in input order.
     return out.permute(0, *(1 + mapping[a][0] for a in range(3))).contiguous()
@@ -91,12 +97,3 @@ def network_box(
         inside = np.flatnonzero((coords >= -0.5 - AXIS_TOLERANCE) & (coords <= net_shape[q] - 0.5 + AXIS_TOLERANCE))
         box.append(slice(int(inside[0]), int(inside[-1]) + 1) if inside.size else slice(0, 0))
     return box[0], box[1], box[2]
-
-
-def fill_outside(volume: torch.Tensor, box: Sequence[slice], value: float) -> torch.Tensor:
-    """Set every voxel of ``volume`` ``(C, X, Y, Z)`` outside ``box`` (three slices) to ``value``, in place."""
-    for axis, keep in enumerate(box):
-        dim = 1 + axis
-        volume.narrow(dim, 0, keep.start).fill_(value)
-        volume.narrow(dim, keep.stop, volume.shape[dim] - keep.stop).fill_(value)
-    return volume
