@@ -31,7 +31,8 @@ from attnunet.inference.outputs import predicted_case
 
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
     """Mode 1: predict every case of the chosen split with the infer code path, then score."""
-    predictor = predictor_from_config(cfg)
+    with settings_of("predictor"):
+        predictor = predictor_from_config(cfg)
     with settings_of("data"):
         datamodule = instantiate(cfg.data)
     return evaluate_on_split(predictor, datamodule, cfg.split, cfg.nsd_tolerance_mm, model_sources(cfg)[0])

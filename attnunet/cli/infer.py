@@ -7,7 +7,7 @@ import os
 import hydra
 from omegaconf import DictConfig
 
-from attnunet.cli.common import config_dir, exit_on_failures, report_errors, tune_runtime
+from attnunet.cli.common import config_dir, exit_on_failures, report_errors, settings_of, tune_runtime
 from attnunet.errors import AttnUNetError
 from attnunet.inference.configured import predictor_from_config
 from attnunet.inference.io import find_inputs
@@ -34,7 +34,8 @@ def my_share(cases: list, cfg: DictConfig) -> list:
 def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
     cases = my_share(find_inputs(cfg.input), cfg)
-    predictor = predictor_from_config(cfg, attention=cfg.save_attention or cfg.save_preview)
+    with settings_of("predictor"):
+        predictor = predictor_from_config(cfg, attention=cfg.save_attention or cfg.save_preview)
     report = predict_cases(
         predictor,
         cases,

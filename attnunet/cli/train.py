@@ -16,7 +16,7 @@ from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import count_parameters
 from attnunet.training.checkpoint_io import AtomicCheckpointIO
 from attnunet.training.module import SegmentationModule
-from attnunet.utils.hardware import resolve_channels_last, resolve_precision
+from attnunet.utils.hardware import resolve_channels_last, resolve_precision, training_device_type
 
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
@@ -55,7 +55,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
             f"{'ending in 1 (axial slices)' if cfg.model.spatial_dims == 2 else 'of three sizes > 1'}, "
             f"got {list(cfg.data.patch_size)}"
         )
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    device_type = training_device_type(str(cfg.trainer.get("accelerator", "auto")))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.pop("num_classes")
     with settings_of("model"):
@@ -67,7 +67,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
             optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
             loss=OmegaConf.to_container(cfg.loss, resolve=True),
-            channels_last=resolve_channels_last(cfg.performance.channels_last),
+            channels_last=resolve_channels_last(cfg.performance.channels_last, device_type),
             compile=bool(cfg.performance.get("compile", False)),
         )
     log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)
@@ -76,7 +76,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     with settings_of("logger"):
         loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
     with settings_of("trainer", MisconfigurationException):
-        precision = resolve_precision(cfg.trainer.get("precision", "auto"), accelerator)
+        precision = resolve_precision(cfg.trainer.get("precision", "auto"), device_type)
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision, plugins=[AtomicCheckpointIO()]
         )

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import LoadedModel, load_checkpoint
 from attnunet.inference.ensemble import EnsemblePredictor
 from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.utils.hardware import resolve_channels_last, resolve_device, resolve_precision
 
 
 def model_sources(cfg: DictConfig) -> list[Path]:
@@ -58,18 +57,16 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
     if attention and cfg.get("model_file"):
         raise AttnUNetError("an exported model gives labels only; attention maps and previews need ckpt_path=")
     models = load_models(cfg)
-    device = cfg.device
-    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"  # one GPU per rank
+    device = resolve_device(cfg.device)
     settings = PredictorSettings(
-        device=device,
-        precision=cfg.precision,
+        device=str(device),
+        precision=resolve_precision(cfg.precision, device.type, "infer"),
         overlap=cfg.overlap,
         sw_batch_size=cfg.sw_batch_size,
         tta=cfg.tta,
         largest_component=cfg.largest_component,
         attention=attention,
-        channels_last=cfg.performance.channels_last,
+        channels_last=resolve_channels_last(cfg.performance.channels_last, device.type, "infer"),
         compile=bool(cfg.performance.compile),
     )
     return Predictor(models[0], settings) if len(models) == 1 else EnsemblePredictor(models, settings)

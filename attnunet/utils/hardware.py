@@ -1,11 +1,16 @@
-"""Pick fast defaults for the machine at hand (precision, memory format)."""
+"""Every ``auto`` setting resolved in one place: device, precision and memory format, for training
+(``job="train"``) and inference (``job="infer"``). Callers pass the concrete values on."""
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
+from typing import Literal
 
 import torch
+
+Job = Literal["train", "infer"]
 
 
 @functools.cache
@@ -23,24 +28,43 @@ def has_fast_bf16(device_type: str) -> bool:
     return torch.cuda.is_bf16_supported() if device_type == "cuda" else cpu_has_native_bf16()
 
 
-def uses_cuda(accelerator: str) -> bool:
-    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+def training_device_type(accelerator: str) -> str:
+    """``cuda`` or ``cpu``: where Lightning's ``accelerator`` setting puts training on this machine."""
+    return "cuda" if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda") else "cpu"
 
 
-def resolve_precision(requested: str | int, accelerator: str) -> str | int:
-    """``auto`` -> ``bf16-mixed`` on bf16-capable GPUs and CPUs, ``16-mixed`` on older GPUs, else ``32-true``."""
+def resolve_device(requested: str) -> torch.device:
+    """Inference device. ``auto`` -> CUDA when present (under torchrun, the GPU of this process's
+    ``LOCAL_RANK``), else CPU; anything else as given (``cpu``, ``cuda``, ``cuda:1``)."""
+    if requested != "auto":
+        try:
+            return torch.device(requested)
+        except RuntimeError:
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {requested!r}") from None
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    rank = os.environ.get("LOCAL_RANK")
+    return torch.device(f"cuda:{int(rank) % torch.cuda.device_count()}" if rank is not None else "cuda")
+
+
+def resolve_precision(requested: str | int, device_type: str, job: Job = "train") -> str | int:
+    """``auto`` -> bf16 where the device has it natively; otherwise fp16 mixed precision for
+    training on older GPUs, fp32 everywhere else. Training gets Lightning's spelling
+    (``bf16-mixed``, ``16-mixed``, ``32-true``), inference the predictor's (``bf16``, ``fp32``)."""
     if requested != "auto":
         return requested
-    device_type = "cuda" if uses_cuda(accelerator) else "cpu"
     if has_fast_bf16(device_type):
-        return "bf16-mixed"
+        return "bf16-mixed" if job == "train" else "bf16"
+    if job == "infer":
+        return "fp32"
     return "16-mixed" if device_type == "cuda" else "32-true"
 
 
-def resolve_channels_last(requested: bool | str) -> bool:
-    """Training memory format. ``auto`` -> contiguous on CPU and CUDA: channels-last measured slower
-    for this network's training on both, because of the instance-norm (GroupNorm) kernels
-    (figures in docs/benchmarks.md)."""
+def resolve_channels_last(requested: bool | str, device_type: str, job: Job = "train") -> bool:
+    """Channels-last memory format. ``auto`` -> for training contiguous on CPU and CUDA (channels-last
+    measured slower for this network's training on both, because of the instance-norm kernels); for
+    inference channels-last on CPU only (faster there for bf16 and fp32, slower on an H200). Figures
+    in docs/benchmarks.md."""
     if requested == "auto":
-        return False
+        return job == "infer" and device_type == "cpu"
     return bool(requested)
