@@ -22,6 +22,7 @@ from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs, save_like
 from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.inference.runner import predict_cases
 from attnunet.inference.sliding_window import predict_logits
 from attnunet.training.module import SegmentationModule
 from attnunet.utils import overlays
@@ -348,3 +349,15 @@ def test_dataset_json_test_list_is_an_input(tmp_path: Path) -> None:
     meta = {"labels": {"0": "background", "1": "pancreas"}, "training": [], "test": ["./imagesTs/pat7_0000.nii.gz"]}
     (tmp_path / "dataset.json").write_text(json.dumps(meta))
     assert find_inputs(tmp_path / "dataset.json") == [("pat7", tmp_path / "imagesTs" / "pat7_0000.nii.gz")]
+
+
+def test_keep_input_returns_the_volume_as_read(checkpoint: Path, tmp_path: Path) -> None:
+    """The preview's CT comes from the one read of the input, in the file's storage order."""
+    moved = stored_as(CT, "LPS", tmp_path / "lps.nii.gz")
+    model = load_checkpoint(checkpoint)
+    kept = Predictor(model, PredictorSettings(precision="fp32", keep_input=True))(moved)
+    assert kept.input_hu is not None and kept.input_hu.shape == kept.labels.shape
+    np.testing.assert_array_equal(kept.input_hu, nib.load(moved).get_fdata())
+    assert Predictor(model, PredictorSettings(precision="fp32"))(moved).input_hu is None
+    with pytest.raises(ValueError, match="save_preview needs"):
+        predict_cases(Predictor(model), [("lps", moved)], tmp_path / "out", save_preview=True)

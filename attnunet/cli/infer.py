@@ -35,7 +35,9 @@ def main(cfg: DictConfig) -> None:
     tune_runtime(cfg.performance)
     cases = my_share(find_inputs(cfg.input), cfg)
     with settings_of("predictor"):
-        predictor = predictor_from_config(cfg, attention=cfg.save_attention or cfg.save_preview)
+        predictor = predictor_from_config(
+            cfg, attention=cfg.save_attention or cfg.save_preview, keep_input=cfg.save_preview
+        )
     report = predict_cases(
         predictor,
         cases,

@@ -227,6 +227,7 @@ def loading(
     orientation: str,
     num_labels: int | None = None,
     label_lookup: dict[int, int] | None = None,
+    keep_input_as: str | None = None,
 ) -> list[mt.MapTransform]:
     """Inspect header -> load -> drop singleton axes -> validate -> merge labels -> channel first ->
     reorient -> same grid.
@@ -234,7 +235,9 @@ def loading(
     The first steps of :func:`preprocessing`, also used on their own where raw HU on the input's
     own spacing are wanted (the dataset fingerprint). Output: ``(1, X, Y, Z)`` MetaTensors in
     ``orientation``, image in HU, labels checked against ``num_labels`` and relabelled by
-    ``label_lookup`` when it merges classes.
+    ``label_lookup`` when it merges classes. ``keep_input_as``: also keep the image as read and
+    checked, ``(X, Y, Z)`` in HU and storage order, under that key (inference previews reuse it
+    instead of reading the file again).
     """
     keys = list(keys)
     steps: list[mt.MapTransform] = [
@@ -243,6 +246,8 @@ def loading(
         DropTrailingSingletonsd(keys),
         ValidateVolumed(keys, num_labels),
     ]
+    if keep_input_as is not None:
+        steps.append(mt.CopyItemsd(keys[0], names=keep_input_as))
     if label_lookup and len(keys) > 1 and any(k != v for k, v in label_lookup.items()):
         old, new = zip(*sorted(label_lookup.items()), strict=True)
         steps.append(mt.MapLabelValued(keys[1:], orig_labels=list(old), target_labels=list(new)))
@@ -260,9 +265,10 @@ def preprocessing(
     keys: Sequence[str] = (IMAGE, LABEL),
     num_labels: int | None = None,
     label_lookup: dict[int, int] | None = None,
+    keep_input_as: str | None = None,
 ) -> list[mt.MapTransform]:
     """Inspect header -> load -> validate -> merge labels -> channel first -> reorient -> resample ->
-    crop to body -> HU window.
+    crop to body -> HU window (``keep_input_as``: see :func:`loading`).
 
     ``keys`` must start with the image; every other key is treated as a label map (nearest
     neighbour resampling, values checked against ``num_labels``, then relabelled by
@@ -272,7 +278,7 @@ def preprocessing(
     """
     keys = list(keys)
     modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
-    steps = loading(keys, spec.orientation, num_labels, label_lookup)
+    steps = loading(keys, spec.orientation, num_labels, label_lookup, keep_input_as)
     if spec.spacing is not None:
         steps.append(mt.Spacingd(keys, pixdim=spec.spacing, mode=modes))
     if spec.crop_foreground:

@@ -52,7 +52,7 @@ def load_models(cfg: DictConfig) -> list[LoadedModel]:
     return models
 
 
-def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor:
+def predictor_from_config(cfg: DictConfig, attention: bool = False, keep_input: bool = False) -> Predictor:
     """The model (or the ensemble) plus the run-time settings shared by infer and evaluate."""
     if attention and cfg.get("model_file"):
         raise AttnUNetError("an exported model gives labels only; attention maps and previews need ckpt_path=")
@@ -66,6 +66,7 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False) -> Predictor
         tta=cfg.tta,
         largest_component=cfg.largest_component,
         attention=attention,
+        keep_input=keep_input,
         channels_last=resolve_channels_last(cfg.performance.channels_last, device.type, "infer"),
         compile=bool(cfg.performance.compile),
     )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import resolve_channels_last, resolve_device, resolve_precision
 
 PRED = "pred"
+INPUT_HU = "input_hu"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class PredictorSettings:
         channels_last: run the network in channels-last memory format (``auto``: on CPU only, see
             :func:`~attnunet.utils.hardware.resolve_channels_last`).
         compile: run the network through ``torch.compile`` (measured slower on CPU).
+        keep_input: also return the input volume as read (``Prediction.input_hu``), so a preview
+            needs no second read of the file.
     """
 
     device: str = "auto"
@@ -52,6 +56,7 @@ class PredictorSettings:
     attention: bool = False
     channels_last: bool | str = "auto"
     compile: bool = False
+    keep_input: bool = False
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Prediction:
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # float32 (X, Y, Z) per gate
     # The input voxels the network ran on (the body crop); None when the grids are not axis-aligned.
     network_box: tuple[slice, slice, slice] | None = None
+    input_hu: np.ndarray | None = None  # (X, Y, Z) the input as read, with PredictorSettings.keep_input
 
 
 class Predictor:
@@ -94,20 +100,26 @@ class Predictor:
             sw_batch_size=base.sw_batch_size if self.settings.sw_batch_size is None else self.settings.sw_batch_size,
             mode=base.mode,
         )
-        self.pre = mt.Compose(preprocessing(model.preprocessing, keys=[IMAGE]))
+        keep = INPUT_HU if self.settings.keep_input else None
+        self.pre = mt.Compose(preprocessing(model.preprocessing, keys=[IMAGE], keep_input_as=keep))
         self.invert = mt.Invertd(PRED, transform=self.pre, orig_keys=IMAGE, nearest_interp=False, to_tensor=True)
         foreground = list(range(1, len(model.labels)))
         self.keep_largest = mt.KeepLargestConnectedComponent(applied_labels=foreground, independent=True)
 
     def preprocess(self, image_path: str | Path) -> MetaTensor:
         """The checkpoint's preprocessing: ``(1, X, Y, Z)`` network input carrying its inverse."""
+        return self._read(image_path)[IMAGE]
+
+    def _read(self, image_path: str | Path) -> dict[str, Any]:
+        """The preprocessed image, and with ``keep_input`` the input as read (:data:`INPUT_HU`)."""
         try:
-            return self.pre({IMAGE: str(image_path)})[IMAGE]
+            return self.pre({IMAGE: str(image_path)})
         except Exception as e:  # noqa: BLE001 - loaders raise many types; report one clean line
             raise as_user_error(e, image_path, "unreadable or unusable image") from None
 
     def __call__(self, image_path: str | Path) -> Prediction:
-        image = self.preprocess(image_path)
+        data = self._read(image_path)
+        image = data[IMAGE]
         x = image.as_tensor()[None].to(self.device)
         with torch.inference_mode(), self._autocast():
             probs, maps = self._probabilities(x)
@@ -123,6 +135,7 @@ class Predictor:
             input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             attention=self._maps_to_input_grid(image, maps, box, input_shape),
             network_box=box,
+            input_hu=np.asarray(data[INPUT_HU]) if INPUT_HU in data else None,
         )
 
     def _maps_to_input_grid(

@@ -11,7 +11,6 @@ import numpy as np
 from tqdm import tqdm
 
 from attnunet.data.naming import is_nifti
-from attnunet.data.transforms import IMAGE, load_images
 from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.inference.ensemble import predictive_entropy
 from attnunet.inference.io import prepare_output_dir, save_like
@@ -50,6 +49,8 @@ def predict_cases(
     """
     if output_format not in OUTPUT_FORMATS:
         raise AttnUNetError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+    if save_preview and not (predictor.settings.keep_input and predictor.settings.attention):
+        raise ValueError("save_preview needs a Predictor with attention=True and keep_input=True")
     out = prepare_output_dir(output_dir)
     inputs = {p.resolve() for _, p in cases}
     report = RunReport()
@@ -69,12 +70,7 @@ def predict_cases(
             reference = reference_image(path, prediction)
             if save_preview:
                 window = predictor.model.preprocessing.intensity_window
-                ct = (
-                    np.asanyarray(reference.dataobj)
-                    if is_nifti(path)
-                    else load_images([IMAGE])({IMAGE: str(path)})[IMAGE].numpy()
-                )
-                save_png(render_preview(ct, prediction, window), paths.preview)
+                save_png(render_preview(prediction.input_hu, prediction, window), paths.preview)
             if output_format != "nifti":
                 from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
 
