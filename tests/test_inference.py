@@ -261,10 +261,13 @@ def test_dicom_series_gives_the_same_mask_as_the_nifti(checkpoint: Path, tmp_pat
     out = tmp_path / "out"
     result = run_cli(
         "infer",
-        [f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", f"output_dir={out}", "precision=fp32"],
+        [f"ckpt_path={checkpoint}", f"input={tmp_path / 'in'}", f"output_dir={out}", "precision=fp32"]
+        + ["save_preview=true"],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    preview = np.asarray(Image.open(out / "patient1_series1_preview.png"))
+    assert preview.shape[0] > overlays.SHORT_SIDE and preview.std() > 10  # drawn from the series read once
     seg = nib.load(out / "patient1_series1_seg.nii.gz")
     ref = Predictor(load_checkpoint(checkpoint), PredictorSettings(precision="fp32"))(CT)
     np.testing.assert_allclose(seg.affine, nib.load(CT).affine, atol=1e-3)
