@@ -32,7 +32,7 @@ def datamodule(root: Path, cache_dir: Path, **overrides: object) -> Segmentation
         "root": str(root),
         "cache": "disk",
         "cache_dir": str(cache_dir),
-        "spacing": (4.0, 4.0, 4.0),
+        "preprocessing": {"spacing": (4.0, 4.0, 4.0)},
         "patch_size": (32, 32, 32),
         "val_fraction": 0.25,
         "num_workers": 0,
@@ -66,7 +66,8 @@ def test_second_run_reads_the_cache_and_changed_settings_do_not(
     assert sorted(cache.rglob("*.pt")) == files
     assert torch.equal(torch.as_tensor(first[0]), torch.as_tensor(second[0]))  # validation volume as cached
 
-    read_all(datamodule(tiny_dataset, cache, spacing=(5.0, 5.0, 5.0)))  # changed spacing: fresh folders
+    # Changed spacing: fresh folders.
+    read_all(datamodule(tiny_dataset, cache, preprocessing={"spacing": (5.0, 5.0, 5.0)}))
     assert len(preprocess_calls) == 4
     assert len(list(cache.rglob("*.pt"))) == 8
 

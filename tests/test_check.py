@@ -12,9 +12,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from attnunet.data.datalist import load_cases
 from attnunet.data.fingerprint import fingerprint_cases, suggest
+from attnunet.data.transforms import PreprocessingSpec
+from tests.conftest import compose_train
 
 
 def test_fingerprint_suggestions_follow_the_rules(tiny_dataset: Path) -> None:
@@ -71,5 +74,13 @@ def test_check_reports_planted_problems(tiny_dataset: Path, tmp_path: Path) -> N
     assert "label affine differs" in joined and "outside the label map" in joined and "NaN" in joined
     stats = yaml.safe_load((tmp_path / "out" / "fingerprint.yaml").read_text())
     assert stats["cases_ok"] == 1 and stats["cases_with_problems"] == 3
-    override = (tmp_path / "out" / "experiment" / "fingerprint.yaml").read_text()
-    assert override.startswith("# @package _global_") and "spacing:" in override
+    text = (tmp_path / "out" / "experiment" / "fingerprint.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    override, suggested = yaml.safe_load(text), stats["suggested"]
+    assert override["data"]["patch_size"] == suggested["patch_size"]
+    wanted = {"spacing": suggested["spacing"], "intensity_window": suggested["intensity_window"]}
+    assert override["data"]["preprocessing"] == wanted
+    # It lands on the keys training reads: the merged config builds that preprocessing.
+    cfg = OmegaConf.merge(compose_train([]), override)
+    spec = PreprocessingSpec.from_dict(OmegaConf.to_container(cfg.data.preprocessing))
+    assert list(spec.spacing) == suggested["spacing"] and list(spec.intensity_window) == suggested["intensity_window"]

@@ -48,7 +48,7 @@ def test_splits_file_is_written_then_reused(tiny_dataset: Path, tmp_path: Path) 
 def test_training_batches_are_patches_with_foreground(tiny_dataset: Path) -> None:
     dm = SegmentationDataModule(
         root=str(tiny_dataset),
-        spacing=(4.0, 4.0, 4.0),
+        preprocessing={"spacing": (4.0, 4.0, 4.0)},
         patch_size=(32, 32, 32),
         samples_per_volume=3,
         positive_fraction=1.0,

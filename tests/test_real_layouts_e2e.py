@@ -17,7 +17,7 @@ TINY = [
     "trainer=cpu",
     "trainer.max_epochs=1",
     "trainer.check_val_every_n_epoch=1",
-    "data.spacing=[4.0,4.0,4.0]",
+    "data.preprocessing.spacing=[4.0,4.0,4.0]",
     "data.patch_size=[32,32,32]",
     "data.num_workers=0",
     "model.channels=[4,8,16]",
@@ -72,7 +72,12 @@ def test_nih_dicom_layout_trains_with_a_persistent_cache(nih_dataset: Path, tmp_
 
 def test_paper_nih_experiment_trains_with_the_papers_settings(nih_dataset: Path, tmp_path: Path) -> None:
     """experiment=paper_nih at toy size: z-score input, batch norm, Adam 1e-4 with step decay, Dice loss."""
-    toy = ["data.patch_size=[32,32,32]", "data.spacing=[4.0,4.0,4.0]", "model.channels=[4,8,16]", "trainer=cpu"]
+    toy = [
+        "data.patch_size=[32,32,32]",
+        "data.preprocessing.spacing=[4.0,4.0,4.0]",
+        "model.channels=[4,8,16]",
+        "trainer=cpu",
+    ]
     run, _ = train(["experiment=paper_nih", f"data.root={nih_dataset}", *toy], tmp_path, tmp_path / "cache")
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["attnunet"]["preprocessing"]["normalization"] == "zscore"
@@ -87,7 +92,7 @@ def test_paper_nih_experiment_trains_with_the_papers_settings(nih_dataset: Path,
 def test_msd_recipe_trains_anisotropic_with_a_disk_cache(tiny_dataset: Path, tmp_path: Path) -> None:
     toy = [
         "data.patch_size=[32,32,16]",
-        "data.spacing=[4.0,4.0,8.0]",
+        "data.preprocessing.spacing=[4.0,4.0,8.0]",
         "data.num_workers=0",
         "model.channels=[4,8,8,8,8]",
         "trainer=cpu",

@@ -106,7 +106,9 @@ def test_normal_runs_print_no_dependency_warnings(smoke_run, tmp_path: Path) -> 
         tmp_path,
         cache,
     )
-    evaluate = attnunet(["evaluate", f"ckpt_path={ckpt}", "data.max_cases=4", "data.spacing=[4,4,4]"], tmp_path, cache)
+    evaluate = attnunet(
+        ["evaluate", f"ckpt_path={ckpt}", "data.max_cases=4", "data.preprocessing.spacing=[4,4,4]"], tmp_path, cache
+    )
     for result in (train, infer, evaluate):
         assert result.returncode == 0, result.stderr[-3000:]
         output = result.stdout + result.stderr
@@ -152,7 +154,7 @@ def test_ablation_is_one_command_and_writes_a_report(smoke_run, tmp_path: Path) 
     _, _, cache = smoke_run
     tiny = [
         "data.num_cases=4",
-        "data.spacing=[4.0,4.0,4.0]",
+        "data.preprocessing.spacing=[4.0,4.0,4.0]",
         "data.patch_size=[32,32,32]",
         "data.val_fraction=0.25",
         "data.num_workers=0",
@@ -207,7 +209,8 @@ def test_checkpoint_stores_the_split_and_evaluate_scores_its_validation_cases(sm
     "setting, message",
     [
         ("model.norm=group", "error: model: norm must be one of ('instance', 'batch'), got 'group'"),
-        ("data.normalization=foo", "error: data: normalization must be window or zscore, got 'foo'"),
+        ("data.preprocessing.normalization=foo", "error: data: normalization must be window or zscore, got 'foo'"),
+        ("+data.preprocessing.spacingg=[2,2,2]", "error: data: unknown preprocessing settings ['spacingg']"),
         ("trainer.max_epochs=-5", "error: trainer: `max_epochs` must be a non-negative integer or -1"),
     ],
 )

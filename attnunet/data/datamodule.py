@@ -45,8 +45,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         max_cases: use only the first ``max_cases`` cases of the list (quick checks); ``None``: all.
         merge_labels: ``{source: target}`` label values counted as another, e.g. ``{2: 1}`` trains
             MSD's pancreas + tumour as one pancreas class; the label map shrinks accordingly.
-        spacing, orientation, intensity_window, normalization, crop_foreground: the preprocessing
-            (see :class:`~attnunet.data.transforms.PreprocessingSpec`).
+        preprocessing: fields of :class:`~attnunet.data.transforms.PreprocessingSpec` (orientation,
+            spacing, intensity window, normalization, body crop); missing ones take its defaults.
         patch_size: training patch and sliding-window size, voxels.
         batch_size: volumes per step; each gives ``samples_per_volume`` patches, so a batch is
             ``(batch_size * samples_per_volume, 1, *patch_size)``.
@@ -74,11 +74,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         label_names: dict[int, str] | None = None,
         max_cases: int | None = None,
         merge_labels: dict[int, int] | None = None,
-        spacing: Sequence[float] | None = (2.0, 2.0, 2.0),
-        orientation: str = "RAS",
-        intensity_window: Sequence[float] = (-175.0, 250.0),
-        normalization: str = "window",
-        crop_foreground: bool = True,
+        preprocessing: dict[str, Any] | None = None,
         patch_size: Sequence[int] = (64, 64, 64),
         batch_size: int = 1,
         samples_per_volume: int = 2,
@@ -106,15 +102,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             raise AttnUNetError(f"data.max_cases must be at least 2 (training + validation), got {max_cases}")
         self.max_cases = max_cases
         self.merge = merge_labels
-        self.spec = PreprocessingSpec.from_dict(
-            {
-                "spacing": spacing,
-                "orientation": orientation,
-                "intensity_window": intensity_window,
-                "normalization": normalization,
-                "crop_foreground": crop_foreground,
-            }
-        )
+        self.spec = PreprocessingSpec.from_dict(dict(preprocessing or {}))
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = batch_size
         self.samples_per_volume = samples_per_volume

@@ -42,7 +42,7 @@ class Fingerprint:
 
 def fingerprint_cases(cases: list[Case], num_labels: int, seed: int = 0) -> Fingerprint:
     """Load every pair through the same checks as training; collect statistics of the good ones
-    (spacings and shapes in RAS axis order, as ``data.spacing`` and ``data.patch_size`` are given)."""
+    (spacings and shapes in RAS axis order, as ``data.preprocessing.spacing`` and ``data.patch_size`` are given)."""
     keys = [IMAGE, LABEL]
     load = mt.Compose([*loading(keys, "RAS", num_labels), mt.SqueezeDimd(keys, dim=0)])
     rng = np.random.default_rng(seed)
@@ -114,6 +114,8 @@ def write_override(suggestion: dict[str, Any], path: Path) -> None:
         "# @package _global_",
         "# Suggested by attnunet check (see attnunet/data/fingerprint.py for the rules).",
         "data:",
+        f"  patch_size: {suggestion['patch_size']}",
+        "  preprocessing:",
     ]
-    lines += [f"  {key}: {value}" for key, value in suggestion.items()]
+    lines += [f"    {key}: {value}" for key, value in suggestion.items() if key != "patch_size"]
     write_text_atomically(path, "\n".join(lines) + "\n")

@@ -9,7 +9,7 @@ the recorded operations to put predictions back on the input grid (``inference/r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,12 @@ class PreprocessingSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessingSpec:
-        spacing = d.get("spacing")
+        """From plain data (a config node, a checkpoint's description); missing fields take the
+        defaults, unknown ones are refused (a misspelt setting must not be ignored)."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings {unknown}; known: {[f.name for f in fields(cls)]}")
+        spacing = d.get("spacing", cls.spacing)
         return cls(
             spacing=None if spacing is None else tuple(float(s) for s in spacing),
             orientation=str(d.get("orientation", "RAS")),
