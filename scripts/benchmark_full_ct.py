@@ -75,7 +75,7 @@ def make_checkpoint(path: Path) -> Path:
     module = SegmentationModule(
         model=plain["model"],
         labels={0: "background", 1: "pancreas"},
-        preprocessing=PreprocessingSpec.from_dict(plain["data"]).to_dict(),
+        preprocessing=PreprocessingSpec.from_dict(plain["data"]["preprocessing"]).to_dict(),
         sliding_window=plain["sliding_window"],
         optimizer=plain["optimizer"],
     )
