@@ -68,12 +68,12 @@ class PreprocessingSpec:
         spacing = d.get("spacing", cls.spacing)
         return cls(
             spacing=None if spacing is None else tuple(float(s) for s in spacing),
-            orientation=str(d.get("orientation", "RAS")),
-            intensity_window=tuple(float(v) for v in d.get("intensity_window", (-175.0, 250.0))),  # type: ignore[arg-type]
-            normalization=str(d.get("normalization", "window")),
-            crop_foreground=bool(d.get("crop_foreground", True)),
-            body_threshold_hu=float(d.get("body_threshold_hu", -500.0)),
-            margin=int(d.get("margin", 4)),
+            orientation=str(d.get("orientation", cls.orientation)),
+            intensity_window=tuple(float(v) for v in d.get("intensity_window", cls.intensity_window)),  # type: ignore[arg-type]
+            normalization=str(d.get("normalization", cls.normalization)),
+            crop_foreground=bool(d.get("crop_foreground", cls.crop_foreground)),
+            body_threshold_hu=float(d.get("body_threshold_hu", cls.body_threshold_hu)),
+            margin=int(d.get("margin", cls.margin)),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def evaluate_on_split(
         raise AttnUNetError(f"split must be val, train or all, got {split!r}")
     if split == "all":
         cases = datamodule.case_list.cases
-    elif len({json.dumps(m.meta.get("split"), sort_keys=True) for m in getattr(predictor, "models", [])}) > 1:
+    elif len({json.dumps(m.meta.get("split"), sort_keys=True) for m in predictor.models}) > 1:
         raise AttnUNetError(
             f"the ensemble's members were trained on different cases (k folds?), so its {split} split is "
             "not one split of them all; score held-out cases with split=all",

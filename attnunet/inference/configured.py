@@ -10,7 +10,6 @@ from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import LoadedModel, load_checkpoint
 from attnunet.inference.ensemble import EnsemblePredictor
 from attnunet.inference.predictor import Predictor, PredictorSettings
-from attnunet.utils.hardware import resolve_channels_last, resolve_device, resolve_precision
 
 
 def model_sources(cfg: DictConfig) -> list[Path]:
@@ -53,21 +52,21 @@ def load_models(cfg: DictConfig) -> list[LoadedModel]:
 
 
 def predictor_from_config(cfg: DictConfig, attention: bool = False, keep_input: bool = False) -> Predictor:
-    """The model (or the ensemble) plus the run-time settings shared by infer and evaluate."""
+    """The model (or the ensemble) plus the run-time settings shared by infer and evaluate (``auto``
+    values are resolved by the :class:`Predictor`, in one place)."""
     if attention and cfg.get("model_file"):
         raise AttnUNetError("an exported model gives labels only; attention maps and previews need ckpt_path=")
     models = load_models(cfg)
-    device = resolve_device(cfg.device)
     settings = PredictorSettings(
-        device=str(device),
-        precision=resolve_precision(cfg.precision, device.type, "infer"),
+        device=cfg.device,
+        precision=cfg.precision,
         overlap=cfg.overlap,
         sw_batch_size=cfg.sw_batch_size,
         tta=cfg.tta,
         largest_component=cfg.largest_component,
         attention=attention,
         keep_input=keep_input,
-        channels_last=resolve_channels_last(cfg.performance.channels_last, device.type, "infer"),
+        channels_last=cfg.performance.channels_last,
         compile=bool(cfg.performance.compile),
     )
     return Predictor(models[0], settings) if len(models) == 1 else EnsemblePredictor(models, settings)

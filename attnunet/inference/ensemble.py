@@ -28,7 +28,7 @@ class EnsemblePredictor(Predictor):
 
     def __init__(self, models: Sequence[LoadedModel], settings: PredictorSettings | None = None) -> None:
         super().__init__(models[0], settings)
-        self.models = list(models)
+        self.models = list(models)  # replaces the base class's [models[0]]
         # Each member prepared as the base class prepares its one network (device, format, compile).
         self.nets = [self.net, *(Predictor(m, self.settings).net for m in models[1:])]
 

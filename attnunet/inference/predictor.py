@@ -77,6 +77,7 @@ class Predictor:
 
     def __init__(self, model: LoadedModel, settings: PredictorSettings | None = None) -> None:
         self.model = model
+        self.models = [model]  # every member whose output is averaged (one here; see EnsemblePredictor)
         settings = settings or PredictorSettings()
         self.device = resolve_device(settings.device)
         self.settings = dataclasses.replace(
@@ -151,9 +152,7 @@ class Predictor:
         if box is None:  # not axis-aligned: Invertd, which leaves 0 outside the crop itself
             return dict(zip(maps, self._to_input_grid(image, stacked).numpy()))
         full = torch.zeros((len(maps), *shape), dtype=torch.float32)
-        inside = to_input_grid(stacked, image.affine.numpy(), image.meta["original_affine"], shape, box)
-        assert inside is not None  # box is not None: the grids are axis-aligned
-        full[(slice(None), *box)] = inside
+        full[(slice(None), *box)] = self._to_input_grid(image, stacked, box)  # box: grids axis-aligned
         return dict(zip(maps, full.numpy()))
 
     def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -171,11 +170,14 @@ class Predictor:
             probs /= 1 + len(flips)
         return probs.cpu(), {k: v.float().cpu() for k, v in maps.items()}
 
-    def _to_input_grid(self, image: MetaTensor, volume: torch.Tensor) -> torch.Tensor:
-        """Undo crop, resampling and reorientation: ``(C, *S_net)`` -> ``(C, *S_input)``
-        (separable fast path; ``Invertd`` when the grids are not axis-aligned)."""
+    def _to_input_grid(
+        self, image: MetaTensor, volume: torch.Tensor, box: Sequence[slice] | None = None
+    ) -> torch.Tensor:
+        """Undo crop, resampling and reorientation: ``(C, *S_net)`` -> ``(C, *S_input)``, or only the
+        input voxels of ``box`` (separable fast path; ``Invertd`` when the grids are not axis-aligned,
+        which never happens with a ``box``: :func:`network_box` gives none then)."""
         fast = to_input_grid(
-            volume.float(), image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"]
+            volume.float(), image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"], box
         )
         if fast is not None:
             return fast
