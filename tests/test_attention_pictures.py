@@ -17,7 +17,7 @@ from scipy import ndimage
 from torch import nn
 
 from attnunet.inference.checkpoint import load_checkpoint
-from attnunet.inference.predictor import Prediction, Predictor, PredictorSettings
+from attnunet.inference.predictor import ALPHA_STEPS, Prediction, Predictor, PredictorSettings
 from attnunet.inference.preview import render_preview
 from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
@@ -114,8 +114,8 @@ def test_preview_on_the_real_ct_is_readable(real_ct_prediction: Prediction) -> N
 
 def test_preview_shows_the_plain_ct_where_alpha_is_zero(real_ct_prediction: Prediction) -> None:
     ct = np.asanyarray(nib.load(CT).dataobj)
-    alpha = np.zeros(ct.shape, np.float32)
-    alpha[:, :50] = 1.0  # posterior half (RAS: low Y) fully attended
+    alpha = np.zeros(ct.shape, np.uint8)
+    alpha[:, :50] = ALPHA_STEPS  # posterior half (RAS: low Y) fully attended
     prediction = Prediction(
         labels=np.zeros(ct.shape, np.uint8),
         probabilities=np.zeros((2, *ct.shape), np.float32),
@@ -190,7 +190,7 @@ def test_attention_is_zero_outside_the_body_crop_not_edge_extended(checkpoint: P
     out = predictor(body_in_air)
     box = out.network_box
     assert box is not None and box[0].stop - box[0].start < 70 and box[1].stop - box[1].start < 70  # cropped
-    alpha = out.attention["level1"]
+    alpha = out.alpha("level1")
     inside = alpha[box]
     assert inside.min() > 0 and inside.std() > 1e-3  # the network's own map inside the crop
     outside = np.ones(alpha.shape, bool)
@@ -214,5 +214,6 @@ def test_one_pass_box_regrid_equals_regridding_each_gate_whole(checkpoint: Path,
         separate = to_input_grid(alpha[0].float(), *affines)[0].numpy()
         inside = np.zeros(separate.shape, bool)
         inside[out.network_box] = True
-        np.testing.assert_allclose(out.attention[gate][inside], separate[inside], rtol=0, atol=1e-6)
+        # Kept as uint8 codes: within half a step of the float map.
+        np.testing.assert_allclose(out.alpha(gate)[inside], separate[inside], rtol=0, atol=0.5 / ALPHA_STEPS + 1e-6)
         assert not out.attention[gate][~inside].any()  # 0 where the network never ran

@@ -21,7 +21,7 @@ from attnunet.data.dicom_writer import write_series
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs, save_like
-from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.inference.predictor import ALPHA_STEPS, Predictor, PredictorSettings
 from attnunet.inference.runner import predict_cases
 from attnunet.inference.sliding_window import predict_logits
 from attnunet.training.module import SegmentationModule
@@ -113,12 +113,16 @@ def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(checkpoint: P
     assert seg.header["qform_code"] == src.header["qform_code"] or src.header["qform_code"] == 0
     att = nib.load(out / "ct_a_attention_level1.nii.gz")
     assert att.shape == src.shape and att.get_data_dtype() == np.uint8  # scaled: floats when read
-    alpha = att.get_fdata()
+    assert (att.dataobj.slope, att.dataobj.inter) == (pytest.approx(1 / ALPHA_STEPS), 0.0)  # floats when read
     predictor = Predictor(load_checkpoint(checkpoint), PredictorSettings(precision="fp32", attention=True))
-    in_memory = predictor(good).attention["level1"]
-    step = (in_memory.max() - in_memory.min()) / 255
-    np.testing.assert_allclose(alpha, in_memory, atol=step / 2 + 1e-6)  # uint8 steps of the map's range
-    assert nib.load(out / "ct_a_probabilities.nii.gz").shape == (*src.shape, 2)
+    in_memory = predictor(good)
+    # Every output voxel for voxel as predicted (the writer reorders memory to NIfTI's voxel order).
+    np.testing.assert_allclose(att.get_fdata(), in_memory.alpha("level1"), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.asanyarray(seg.dataobj), in_memory.labels)
+    probabilities = nib.load(out / "ct_a_probabilities.nii.gz")
+    assert probabilities.shape == (*src.shape, 2)
+    per_class_last = np.moveaxis(in_memory.probabilities, 0, -1)
+    np.testing.assert_array_equal(probabilities.get_fdata(dtype=np.float32), per_class_last)
     preview = np.asarray(Image.open(out / "ct_a_preview.png"))
     # Axial slice, anterior up: panels of (AP, LR) in square millimetre pixels, short side enlarged.
     sx, sy, _ = nib.affines.voxel_sizes(src.affine)

@@ -13,6 +13,7 @@ from attnunet.data.naming import case_names, is_nifti, require_unique
 from attnunet.errors import AttnUNetError
 from attnunet.utils.atomic import atomic_target
 from attnunet.utils.folders import writable_folder
+from attnunet.utils.nifti_order import in_nifti_order
 
 
 def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
@@ -45,22 +46,23 @@ def prepare_output_dir(output_dir: str | Path) -> Path:
 
 
 def save_like(
-    array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs: set[Path], stored_as: type | None = None
+    array: np.ndarray, reference: nib.Nifti1Image, path: Path, inputs: set[Path], slope: float | None = None
 ) -> None:
     """Write ``array`` with ``reference``'s affine, qform/sform codes and units, atomically.
 
-    ``stored_as`` (e.g. ``np.uint8`` for a float map): the on-disk type, with the NIfTI slope and
-    intercept nibabel chooses so that readers get floats back (to 1/255 of the value range for
-    uint8); by default the array's own type, unscaled. The data goes to a temporary file in the same
+    ``slope``: ``array`` holds integer codes of a float quantity, stored as they are with this NIfTI
+    slope (intercept 0), so that readers get ``code * slope`` back; by default values are stored
+    unscaled, in the array's own type. The data goes to a temporary file in the same
     folder first and is renamed over ``path`` only when complete, so an interrupted run never leaves
-    a file that looks finished. ``inputs`` are never overwritten.
+    a file that looks finished. ``inputs`` are never overwritten. Arrays in any memory layout are
+    laid out in NIfTI's voxel order first (:func:`~attnunet.utils.nifti_order.in_nifti_order`).
     """
     if path.resolve() in inputs:
         raise AttnUNetError("refusing to overwrite an input file", path)
     header = reference.header.copy()
-    header.set_data_dtype(stored_as or array.dtype)
-    header.set_slope_inter(np.nan if stored_as else 1.0, np.nan if stored_as else 0.0)
-    image = nib.Nifti1Image(array, reference.affine, header=header)
+    header.set_data_dtype(array.dtype)
+    image = nib.Nifti1Image(in_nifti_order(array), reference.affine, header=header)
+    image.header.set_slope_inter(1.0 if slope is None else slope, 0.0)  # the constructor resets it
     # Mirror the input's qform and sform exactly, codes included (a viewer may prefer either).
     qform, qcode = reference.get_qform(coded=True)
     sform, scode = reference.get_sform(coded=True)

@@ -22,9 +22,13 @@ from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import resolve_channels_last, resolve_device, resolve_precision
+from attnunet.utils.nifti_order import in_nifti_order
 
 PRED = "pred"
 INPUT_HU = "input_hu"
+# Gate maps leave the predictor as uint8 codes of alpha (a sigmoid, so within [0, 1]): a quarter of
+# float32's memory, finer than any colour scale shows, and written as they are (NIfTI slope 1/255).
+ALPHA_STEPS = 255
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,21 @@ class Prediction:
     labels: np.ndarray  # uint8
     probabilities: np.ndarray  # float32 (K, X, Y, Z)
     input_affine: np.ndarray  # 4x4 RAS affine of the input grid (as read: NIfTI or DICOM series)
-    attention: dict[str, np.ndarray] = field(default_factory=dict)  # float32 (X, Y, Z) per gate
+    # Per gate, alpha as uint8 codes (X, Y, Z) in NIfTI voxel order: code = round(alpha * ALPHA_STEPS),
+    # 0 outside network_box; alpha(gate) gives the floats back (to within 1 / (2 * ALPHA_STEPS)).
+    attention: dict[str, np.ndarray] = field(default_factory=dict)
     # The input voxels the network ran on (the body crop); None when the grids are not axis-aligned.
     network_box: tuple[slice, slice, slice] | None = None
     input_hu: np.ndarray | None = None  # (X, Y, Z) the input as read, with PredictorSettings.keep_input
+
+    def alpha(self, gate: str) -> np.ndarray:
+        """Gate ``gate``'s attention coefficients, float32 ``(X, Y, Z)`` in [0, 1]."""
+        return self.attention[gate].astype(np.float32) / ALPHA_STEPS
+
+
+def alpha_codes(alpha: torch.Tensor) -> np.ndarray:
+    """Attention coefficients in [0, 1] (any shape) -> uint8 codes ``round(alpha * ALPHA_STEPS)``."""
+    return alpha.mul(ALPHA_STEPS).round_().clamp_(0, ALPHA_STEPS).to(torch.uint8).numpy()
 
 
 class Predictor:
@@ -142,18 +157,23 @@ class Predictor:
     def _maps_to_input_grid(
         self, image: MetaTensor, maps: dict[str, torch.Tensor], box: tuple[slice, ...] | None, shape: Sequence[int]
     ) -> dict[str, np.ndarray]:
-        """Gate maps ``(1, 1, *S_net)`` -> ``(*S_input)`` float32 each, 0 outside ``box``: the network
-        never ran outside the body crop, so alpha is "not looked at" there rather than the crop's
-        edge values stretched out as streaks. All gates go back as one tensor, and only the box's
-        voxels are resampled (the body is often about half of a CT's field of view)."""
+        """Gate maps ``(1, 1, *S_net)`` -> uint8 codes ``(*S_input)`` each (:attr:`Prediction.attention`),
+        0 outside ``box``: the network never ran outside the body crop, so alpha is "not looked at"
+        there rather than the crop's edge values stretched out as streaks. All gates go back as one
+        tensor, and only the box's voxels are resampled (the body is often about half of a CT's
+        field of view)."""
         if not maps:
             return {}
         stacked = torch.cat([alpha[0] for alpha in maps.values()]).float()
         if box is None:  # not axis-aligned: Invertd, which leaves 0 outside the crop itself
-            return dict(zip(maps, self._to_input_grid(image, stacked).numpy()))
-        full = torch.zeros((len(maps), *shape), dtype=torch.float32)
-        full[(slice(None), *box)] = self._to_input_grid(image, stacked, box)  # box: grids axis-aligned
-        return dict(zip(maps, full.numpy()))
+            everywhere = alpha_codes(self._to_input_grid(image, stacked))
+            return {gate: in_nifti_order(codes) for gate, codes in zip(maps, everywhere)}
+        inside = alpha_codes(self._to_input_grid(image, stacked, box))  # box: grids axis-aligned
+        full = {}
+        for gate, codes in zip(maps, inside):
+            full[gate] = np.zeros(tuple(shape), dtype=np.uint8, order="F")
+            full[gate][box] = in_nifti_order(codes)  # both Fortran-ordered: a plain copy, no transpose
+        return full
 
     def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Softmax ``(1, K, *S)`` (flip-averaged with TTA) and gate maps ``(1, 1, *S)``."""

@@ -46,7 +46,8 @@ def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[floa
     ran = np.zeros(prediction.labels.shape, dtype=bool)
     ran[box] = True
     ran_s = ras(ran)[:, :, z]
-    for gate, alpha in prediction.attention.items():
+    for gate in prediction.attention:
+        alpha = prediction.alpha(gate)
         a = ras(alpha)
         seen = alpha[box]
         volume_range = overlays.value_range(seen) if seen.size else "-"

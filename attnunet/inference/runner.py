@@ -16,7 +16,7 @@ from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.inference.ensemble import predictive_entropy
 from attnunet.inference.io import prepare_output_dir, save_like
 from attnunet.inference.outputs import OutputPaths
-from attnunet.inference.predictor import Prediction, Predictor
+from attnunet.inference.predictor import ALPHA_STEPS, Prediction, Predictor
 from attnunet.inference.preview import render_preview, save_png
 
 OUTPUT_FORMATS = ("nifti", "dicom_seg", "both")
@@ -109,19 +109,17 @@ def write_prediction(
     save_attention: bool,
 ) -> None:
     """The side outputs (gate maps, probabilities) side by side in threads, then the segmentation,
-    whose presence marks the case finished. Writing is mostly gzip, which runs outside the GIL, so
-    the files compress in parallel (three maps of a 512x512x240 CT: 6.3 s one after another, 3.5 s
-    in threads on 2 cores)."""
-    side: list[tuple[np.ndarray, Path, type | None]] = []
-    # Gate maps stored as scaled uint8 (alpha to within 1/510 of its range, far below what a colour
-    # scale shows): a quarter of float32's bytes, and writing was most of the cost of save_attention.
-    for gate, alpha in prediction.attention.items() if save_attention else ():
-        side.append((alpha.astype(np.float32), paths.attention(gate), np.uint8))
+    whose presence marks the case finished. Writing is mostly gzip and numpy copies, which run
+    outside the GIL, so the files are written in parallel."""
+    side: list[tuple[np.ndarray, Path, float | None]] = []
+    # Gate maps stay uint8 codes on disk: a quarter of float32's bytes; readers get alpha back.
+    for gate, codes in prediction.attention.items() if save_attention else ():
+        side.append((codes, paths.attention(gate), 1.0 / ALPHA_STEPS))
     if save_probabilities:
         side.append((np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32), paths.probabilities, None))
     if side:
         with ThreadPoolExecutor(max_workers=min(len(side), 4)) as pool:
-            jobs = [pool.submit(save_like, array, reference, path, inputs, stored) for array, path, stored in side]
+            jobs = [pool.submit(save_like, array, reference, path, inputs, slope) for array, path, slope in side]
             for job in jobs:
                 job.result()  # the first failure, as one error, after every write has ended
     save_like(prediction.labels.astype(np.uint8), reference, paths.segmentation, inputs)

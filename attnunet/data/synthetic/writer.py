@@ -18,6 +18,7 @@ import numpy as np
 from attnunet.data.dicom_writer import write_series
 from attnunet.data.synthetic.phantom import GENERATOR_VERSION, make_case
 from attnunet.utils.atomic import NEW_FILE_MODE
+from attnunet.utils.nifti_order import in_nifti_order
 
 LABELS = {"0": "background", "1": "pancreas", "2": "lesion"}
 # Stored orientations: RAS, radiological LPS, mixed flips and permuted (through-plane first) axes.
@@ -38,7 +39,7 @@ def reorient(image: np.ndarray, label: np.ndarray, affine: np.ndarray, axcodes: 
 
 
 def _nifti(array: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(np.ascontiguousarray(array), affine)
+    img = nib.Nifti1Image(in_nifti_order(array), affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")

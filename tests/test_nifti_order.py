@@ -1,0 +1,46 @@
+"""Outputs are laid out in NIfTI's voxel order before writing, without changing a value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from attnunet.inference.io import save_like
+from attnunet.utils.nifti_order import SLAB, in_nifti_order
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        RNG.integers(0, 3, (SLAB * 2 + 5, 7, 6)).astype(np.uint8),  # not a whole number of slabs
+        RNG.random((9, 8, 7, 2)).astype(np.float32),  # (X, Y, Z, K) probabilities
+        np.moveaxis(RNG.random((2, 9, 8, 7)), 0, -1),  # a strided view, float64
+        RNG.integers(-1000, 1000, (10, 6, 4)).astype(np.int16)[::-1, :, ::-2],  # negative strides
+    ],
+)
+def test_values_kept_and_first_axis_fastest(array: np.ndarray) -> None:
+    ordered = in_nifti_order(array)
+    assert ordered.flags.f_contiguous and ordered.dtype == array.dtype
+    np.testing.assert_array_equal(ordered, array)
+
+
+def test_fortran_arrays_are_passed_through() -> None:
+    array = np.asfortranarray(RNG.random((5, 4, 3)))
+    assert in_nifti_order(array) is array
+
+
+def test_save_like_writes_c_ordered_arrays_voxel_for_voxel(tmp_path: Path) -> None:
+    reference = nib.Nifti1Image(np.zeros((1, 1, 1), np.int16), np.diag([0.8, 0.8, 2.5, 1.0]))
+    labels = RNG.integers(0, 4, (40, 33, 21)).astype(np.uint8)
+    codes = RNG.integers(0, 256, (40, 33, 21)).astype(np.uint8)
+    save_like(labels, reference, tmp_path / "labels.nii.gz", set())
+    save_like(codes, reference, tmp_path / "alpha.nii.gz", set(), slope=1 / 255)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "labels.nii.gz").dataobj), labels)
+    alpha = nib.load(tmp_path / "alpha.nii.gz")
+    assert alpha.get_data_dtype() == np.uint8 and alpha.dataobj.slope == pytest.approx(1 / 255)
+    np.testing.assert_allclose(alpha.get_fdata(), codes / 255, rtol=0, atol=1e-7)
