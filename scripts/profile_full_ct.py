@@ -33,7 +33,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
     "argmax": [("attnunet/utils/channels.py", "argmax_channels")],
     "write": [("attnunet/inference/runner.py", "write_prediction")],
 }
-READ_AND_PREPROCESS = ("attnunet/inference/predictor.py", "_read")
+READ_AND_PREPROCESS = ("attnunet/inference/predictor.py", "read")
 ALL_CASES = ("attnunet/inference/runner.py", "predict_cases")
 ENTRY_IMPORT = ("attnunet/cli/infer.py", "<module>")
 

@@ -124,17 +124,22 @@ class Predictor:
 
     def preprocess(self, image_path: str | Path) -> MetaTensor:
         """The checkpoint's preprocessing: ``(1, X, Y, Z)`` network input carrying its inverse."""
-        return self._read(image_path)[IMAGE]
+        return self.read(image_path)[IMAGE]
 
-    def _read(self, image_path: str | Path) -> dict[str, Any]:
-        """The preprocessed image, and with ``keep_input`` the input as read (:data:`INPUT_HU`)."""
+    def read(self, image_path: str | Path) -> dict[str, Any]:
+        """Read and preprocess one image (no network): the input of :meth:`predict`. Holds the
+        network input under ``image`` and, with ``keep_input``, the input as read (:data:`INPUT_HU`).
+        Safe to run in another thread while :meth:`predict` runs (the runner reads ahead so)."""
         try:
             return self.pre({IMAGE: str(image_path)})
         except Exception as e:  # noqa: BLE001 - loaders raise many types; report one clean line
             raise as_user_error(e, image_path, "unreadable or unusable image") from None
 
     def __call__(self, image_path: str | Path) -> Prediction:
-        data = self._read(image_path)
+        return self.predict(self.read(image_path))
+
+    def predict(self, data: dict[str, Any]) -> Prediction:
+        """Network, flip TTA, regrid and argmax for what :meth:`read` returned."""
         image = data[IMAGE]
         x = image.as_tensor()[None].to(self.device)
         with torch.inference_mode(), self._autocast():
