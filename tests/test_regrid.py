@@ -58,3 +58,4 @@ def test_channel_argmax_equals_torch_argmax_with_ties() -> None:
     scores = torch.randint(0, 3, (4, 2, 9, 8, 7)).float()  # many ties: the first maximum wins
     assert torch.equal(argmax_channels(scores, 1), scores.argmax(1))
     assert torch.equal(argmax_channels(scores[0], 0), scores[0].argmax(0))
+    assert torch.equal(argmax_channels(scores[0], 0, torch.uint8), scores[0].argmax(0).to(torch.uint8))

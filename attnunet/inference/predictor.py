@@ -145,13 +145,13 @@ class Predictor:
         with torch.inference_mode(), self._autocast():
             probs, maps = self._probabilities(x)
         probabilities = self._to_input_grid(image, probs[0])
-        labels = argmax_channels(probabilities, 0)[None]
+        labels = argmax_channels(probabilities, 0, torch.uint8)[None]
         if self.settings.largest_component and len(self.model.labels) > 1:
             labels = self.keep_largest(labels)
         input_shape = probabilities.shape[1:]
         box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], input_shape)
         return Prediction(
-            labels=labels[0].numpy().astype(np.uint8),
+            labels=labels[0].numpy().astype(np.uint8, copy=False),
             probabilities=probabilities.numpy(),
             input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             attention=self._maps_to_input_grid(image, maps, box, input_shape),
