@@ -14,6 +14,7 @@ from attnunet.errors import AttnUNetError
 from attnunet.evaluation.report import check_label_values, read_label_map, relabelled, score_pair
 from attnunet.inference.ensemble import mean_uncertainty
 from attnunet.inference.predictor import Predictor
+from attnunet.inference.read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,12 @@ def evaluate_on_split(
         train, val = datamodule.split()
         cases = train if split == "train" else val
     rows: list[dict[str, Any]] = []
-    for case in tqdm(cases, desc="cases", unit="case"):
+    images = [Path(case["image"]) for case in cases]
+    for case, reading in zip(tqdm(cases, desc="cases", unit="case"), read_ahead(predictor, images)):
         ref_path, image_path = Path(case["label"]), Path(case["image"])
         reference = relabelled(read_label_map(ref_path), datamodule.label_lookup)
         check_label_values(reference, labels, ref_path)
-        prediction = predictor(image_path)
+        prediction = predictor.predict(reading.result())
         scored = score_pair(
             case["case_id"],
             prediction.labels,

@@ -18,6 +18,7 @@ from attnunet.inference.io import prepare_output_dir, save_like
 from attnunet.inference.outputs import OutputPaths
 from attnunet.inference.predictor import ALPHA_STEPS, Prediction, Predictor
 from attnunet.inference.preview import render_preview, save_png
+from attnunet.inference.read_ahead import read_ahead
 
 OUTPUT_FORMATS = ("nifti", "dicom_seg", "both")
 
@@ -64,40 +65,32 @@ def predict_cases(
             tqdm.write(f"FAILED {case}: {report.failed[case]}")
         else:
             todo.append((case, path))
-    # Read ahead: the next case is read and preprocessed in a thread while this one runs through the
-    # network and is written (decompression and most array work release the GIL). At most one case
-    # waits read, so memory grows by one input volume.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
-        upcoming = reader.submit(predictor.read, todo[0][1]) if todo else None
-        bar = tqdm(todo, desc="cases", unit="case")
-        for i, (case, path) in enumerate(bar):
-            bar.set_postfix_str(case)
-            current = upcoming
-            upcoming = reader.submit(predictor.read, todo[i + 1][1]) if i + 1 < len(todo) else None
-            paths = OutputPaths(out, case)
-            paths.remove_leftovers(predictor.model.net.attention_names if save_attention else ())
-            start = time.perf_counter()
-            try:
-                assert current is not None
-                prediction = predictor.predict(current.result())
-                reference = reference_image(path, prediction)
-                if save_preview:
-                    window = predictor.model.preprocessing.intensity_window
-                    save_png(render_preview(prediction.input_hu, prediction, window), paths.preview)
-                if output_format != "nifti":
-                    from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
+    bar = tqdm(todo, desc="cases", unit="case")
+    for (case, path), reading in zip(bar, read_ahead(predictor, [path for _, path in todo])):
+        bar.set_postfix_str(case)
+        paths = OutputPaths(out, case)
+        paths.remove_leftovers(predictor.model.net.attention_names if save_attention else ())
+        start = time.perf_counter()
+        try:
+            prediction = predictor.predict(reading.result())
+            reference = reference_image(path, prediction)
+            if save_preview:
+                window = predictor.model.preprocessing.intensity_window
+                save_png(render_preview(prediction.input_hu, prediction, window), paths.preview)
+            if output_format != "nifti":
+                from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
 
-                    write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
-                if save_uncertainty:
-                    save_like(predictive_entropy(prediction.probabilities), reference, paths.uncertainty, inputs)
-                if output_format != "dicom_seg":
-                    write_prediction(prediction, reference, paths, inputs, save_probabilities, save_attention)
-            except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
-                report.failed[case] = str(as_user_error(e, path, "prediction failed"))
-                tqdm.write(f"FAILED {case}: {report.failed[case]}")
-                continue
-            report.done.append(case)
-            tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
+                write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
+            if save_uncertainty:
+                save_like(predictive_entropy(prediction.probabilities), reference, paths.uncertainty, inputs)
+            if output_format != "dicom_seg":
+                write_prediction(prediction, reference, paths, inputs, save_probabilities, save_attention)
+        except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
+            report.failed[case] = str(as_user_error(e, path, "prediction failed"))
+            tqdm.write(f"FAILED {case}: {report.failed[case]}")
+            continue
+        report.done.append(case)
+        tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
     return report
 
 
