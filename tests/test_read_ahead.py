@@ -66,6 +66,13 @@ def test_next_case_is_read_while_the_current_one_is_predicted(folder: list[Path]
         np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "out" / f"{name}_seg.nii.gz").dataobj), 1)
 
 
+def test_a_bad_first_case_fails_alone(folder: list[Path], tmp_path: Path) -> None:
+    first_bad = [folder[1], folder[0], folder[2]]  # the first case is read in the calling thread
+    predictor = RecordingPredictor(first_bad)
+    report = predict_cases(predictor, [(p.name[:-7], p) for p in first_bad], tmp_path / "out")  # type: ignore[arg-type]
+    assert report.done == ["a", "c"] and "not a volume" in report.failed["bad"]
+
+
 def test_finished_cases_are_not_read_on_resume(folder: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()

@@ -11,15 +11,26 @@ from attnunet.inference.predictor import Predictor
 
 
 def read_ahead(predictor: Predictor, paths: Sequence[Path]) -> Iterator[Future[dict[str, Any]]]:
-    """One future of ``predictor.read(path)`` per path, in order. When a case is handed out, the
-    next one starts reading in a thread of its own, so reading (decompression, resampling: mostly
-    outside the GIL) overlaps the network and the writes of the case before. At most one read
-    case waits, so memory grows by one input volume. A failed read raises from its future's
-    ``result()``, for that case alone."""
+    """One future of ``predictor.read(path)`` per path, in order. The first case is read in the
+    calling thread (there is nothing to overlap it with); whenever a case is handed out, the next
+    one starts reading in a thread of its own, so reading (decompression, resampling: mostly outside
+    the GIL) overlaps the network and the writes of the case before. At most one read case waits,
+    so memory grows by one input volume. A failed read raises from its future's ``result()``, for
+    that case alone."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
-        upcoming = reader.submit(predictor.read, paths[0]) if paths else None
-        for i in range(len(paths)):
-            current = upcoming
+        upcoming: Future[dict[str, Any]] | None = None
+        for i, path in enumerate(paths):
+            current = read_here(predictor, path) if upcoming is None else upcoming
             upcoming = reader.submit(predictor.read, paths[i + 1]) if i + 1 < len(paths) else None
-            assert current is not None
             yield current
+
+
+def read_here(predictor: Predictor, path: Path) -> Future[dict[str, Any]]:
+    """``predictor.read(path)`` in the calling thread, as a finished future (an error is kept for
+    ``result()``, as a thread's would be)."""
+    done: Future[dict[str, Any]] = Future()
+    try:
+        done.set_result(predictor.read(path))
+    except Exception as e:  # noqa: BLE001 - handed to the caller through result()
+        done.set_exception(e)
+    return done
