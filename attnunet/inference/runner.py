@@ -6,6 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -30,6 +31,17 @@ class RunReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OutputChoices:
+    """What a run writes per case besides ``<case>_seg.nii.gz`` (see :func:`predict_cases`)."""
+
+    save_probabilities: bool = False
+    save_preview: bool = False
+    save_attention: bool = False
+    output_format: str = "nifti"
+    save_uncertainty: bool = False
+
+
 def predict_cases(
     predictor: Predictor,
     cases: list[tuple[str, Path]],
@@ -44,11 +56,12 @@ def predict_cases(
     """Write ``<case>_seg.nii.gz`` (+ attention maps, probabilities) for every case.
 
     The segmentation is written last, so its presence marks a finished case; with ``resume`` such
-    cases are skipped. A failing case is recorded and the run goes on. ``save_preview`` adds
-    ``<case>_preview.png`` (CT, predicted contour, attention overlays). ``output_format``:
-    ``nifti``, ``dicom_seg`` (``<case>_seg.dcm`` for DICOM series inputs) or ``both``.
-    ``save_uncertainty`` adds ``<case>_uncertainty.nii.gz`` (predictive entropy, nats).
+    cases are skipped (and not read). A failing case is recorded and the run goes on.
+    ``save_preview`` adds ``<case>_preview.png`` (CT, predicted contour, attention overlays).
+    ``output_format``: ``nifti``, ``dicom_seg`` (``<case>_seg.dcm`` for DICOM series inputs) or
+    ``both``. ``save_uncertainty`` adds ``<case>_uncertainty.nii.gz`` (predictive entropy, nats).
     """
+    choices = OutputChoices(save_probabilities, save_preview, save_attention, output_format, save_uncertainty)
     if output_format not in OUTPUT_FORMATS:
         raise AttnUNetError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
     if save_preview and not (predictor.settings.keep_input and predictor.settings.attention):
@@ -68,23 +81,9 @@ def predict_cases(
     bar = tqdm(todo, desc="cases", unit="case")
     for (case, path), reading in zip(bar, read_ahead(predictor, [path for _, path in todo])):
         bar.set_postfix_str(case)
-        paths = OutputPaths(out, case)
-        paths.remove_leftovers(predictor.model.net.attention_names if save_attention else ())
         start = time.perf_counter()
         try:
-            prediction = predictor.predict(reading.result())
-            reference = reference_image(path, prediction)
-            if save_preview:
-                window = predictor.model.preprocessing.intensity_window
-                save_png(render_preview(prediction.input_hu, prediction, window), paths.preview)
-            if output_format != "nifti":
-                from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
-
-                write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
-            if save_uncertainty:
-                save_like(predictive_entropy(prediction.probabilities), reference, paths.uncertainty, inputs)
-            if output_format != "dicom_seg":
-                write_prediction(prediction, reference, paths, inputs, save_probabilities, save_attention)
+            predict_and_write(predictor, reading.result(), path, OutputPaths(out, case), inputs, choices)
         except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
             report.failed[case] = str(as_user_error(e, path, "prediction failed"))
             tqdm.write(f"FAILED {case}: {report.failed[case]}")
@@ -92,6 +91,33 @@ def predict_cases(
         report.done.append(case)
         tqdm.write(f"{case}: {time.perf_counter() - start:.1f} s")
     return report
+
+
+def predict_and_write(
+    predictor: Predictor,
+    data: dict[str, Any],
+    path: Path,
+    paths: OutputPaths,
+    inputs: set[Path],
+    choices: OutputChoices,
+) -> None:
+    """One case: the prediction for what :meth:`Predictor.read` gave, then its outputs (the
+    segmentation last). A function of its own so that none of a case's volumes outlives it: a
+    folder run holds one case's arrays at a time."""
+    paths.remove_leftovers(predictor.model.net.attention_names if choices.save_attention else ())
+    prediction = predictor.predict(data)
+    reference = reference_image(path, prediction)
+    if choices.save_preview:
+        window = predictor.model.preprocessing.intensity_window
+        save_png(render_preview(prediction.input_hu, prediction, window), paths.preview)
+    if choices.output_format != "nifti":
+        from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
+
+        write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
+    if choices.save_uncertainty:
+        save_like(predictive_entropy(prediction.probabilities), reference, paths.uncertainty, inputs)
+    if choices.output_format != "dicom_seg":
+        write_prediction(prediction, reference, paths, inputs, choices.save_probabilities, choices.save_attention)
 
 
 def reference_image(path: Path, prediction: Prediction) -> nib.Nifti1Image:
