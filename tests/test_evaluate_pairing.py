@@ -6,10 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from monai import transforms as mt
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 from omegaconf import OmegaConf
@@ -108,12 +110,16 @@ class TruthOnTheImageGrid:
 
     def __init__(self, truth: dict[str, np.ndarray]) -> None:
         self.model = SimpleNamespace(labels=LABELS)
+        self.device = torch.device("cpu")
         self.truth = truth
-        self.read = mt.Compose(loading([IMAGE], "RAS"))
+        self.loading = mt.Compose(loading([IMAGE], "RAS"))
 
-    def __call__(self, image_path: Path) -> SimpleNamespace:
-        meta = self.read({IMAGE: str(image_path)})[IMAGE].meta
-        labels = self.truth[str(image_path)]
+    def read(self, image_path: Path) -> dict[str, Any]:
+        return {**self.loading({IMAGE: str(image_path)}), "path": str(image_path)}
+
+    def predict(self, data: dict[str, Any]) -> SimpleNamespace:
+        meta = data[IMAGE].meta
+        labels = self.truth[data["path"]]
         assert tuple(int(n) for n in meta["spatial_shape"]) == labels.shape
         probabilities = np.stack([labels == k for k in sorted(LABELS)]).astype(np.float32)
         affine = np.asarray(meta["original_affine"], dtype=np.float64)
