@@ -71,7 +71,7 @@ def evaluate_on_split(
         ref_path, image_path = Path(case["label"]), Path(case["image"])
         reference = relabelled(read_label_map(ref_path), datamodule.label_lookup)
         check_label_values(reference, labels, ref_path)
-        prediction = predictor.predict(reading.result())
+        prediction = predictor.predict(reading())
         scored = score_pair(
             case["case_id"],
             prediction.labels,

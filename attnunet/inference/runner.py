@@ -83,7 +83,7 @@ def predict_cases(
         bar.set_postfix_str(case)
         start = time.perf_counter()
         try:
-            predict_and_write(predictor, reading.result(), path, OutputPaths(out, case), inputs, choices)
+            predict_and_write(predictor, reading(), path, OutputPaths(out, case), inputs, choices)
         except Exception as e:  # noqa: BLE001 - a folder run must survive any one bad case
             report.failed[case] = str(as_user_error(e, path, "prediction failed"))
             tqdm.write(f"FAILED {case}: {report.failed[case]}")
