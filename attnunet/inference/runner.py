@@ -147,10 +147,11 @@ def write_prediction(
     for gate, codes in prediction.attention.items() if save_attention else ():
         side.append((codes, paths.attention(gate), 1.0 / ALPHA_STEPS))
     if save_probabilities:
-        side.append((np.moveaxis(prediction.probabilities, 0, -1).astype(np.float32), paths.probabilities, None))
+        # (X, Y, Z, K) float32: save_like makes the one copy, into NIfTI's voxel order.
+        side.append((np.moveaxis(prediction.probabilities, 0, -1), paths.probabilities, None))
     if side:
         with ThreadPoolExecutor(max_workers=min(len(side), 4)) as pool:
             jobs = [pool.submit(save_like, array, reference, path, inputs, slope) for array, path, slope in side]
             for job in jobs:
                 job.result()  # the first failure, as one error, after every write has ended
-    save_like(prediction.labels.astype(np.uint8), reference, paths.segmentation, inputs)
+    save_like(prediction.labels, reference, paths.segmentation, inputs)  # uint8 already
