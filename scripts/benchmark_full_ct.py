@@ -33,7 +33,7 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 TEST_CT = REPO / "tests" / "data" / "abdomen_ct.nii.gz"
 AIR_HU = -1024
-# Copies of the CT in the folder run (per-case time once start-up is paid and cases overlap).
+# Copies of the CT in the folder run (per-case time once start-up is paid).
 FOLDER_COPIES = 4
 
 
@@ -130,8 +130,8 @@ def full_ct_benchmark(device: str = "auto", slices: int = 240, ckpt: Path | None
     folder; run inference on it twice with the automatic precision (the first run warms the file
     cache) and keep the second: one CT, end to end, in a fresh process. Then a folder of
     ``FOLDER_COPIES`` copies: the extra wall time per extra case is the per-case time of a folder
-    run (start-up paid once, the next case read while the current one runs). Last, the fp32 path for
-    the argmax agreement of the fast path."""
+    run (start-up paid once; on an accelerator the next case is read while the current one runs).
+    Last, the fp32 path for the argmax agreement of the fast path."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         image = make_full_ct(folder / "full_ct.nii.gz", size=(512, 512, slices))

@@ -16,10 +16,11 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from attnunet.data.transforms import PreprocessingSpec
 from attnunet.inference.preview import save_png
 from attnunet.utils import overlays
 
-WINDOW = (-175.0, 250.0)  # the default preprocessing window, HU
+WINDOW = PreprocessingSpec().intensity_window  # the default preprocessing window, HU
 
 
 def ras(image: nib.Nifti1Image) -> np.ndarray:
