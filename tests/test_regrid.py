@@ -43,6 +43,22 @@ def test_separable_regrid_matches_invertd(stored_orientations: list[str]) -> Non
         assert torch.allclose(fast.sum(0), torch.ones(fast.shape[1:]), atol=1e-5)  # still probabilities in air
 
 
+def test_nifti_order_output_has_the_same_values_laid_out_first_axis_fastest(stored_orientations: list[str]) -> None:
+    pre = mt.Compose(preprocessing(PreprocessingSpec(spacing=(2.5, 2.0, 3.0)), keys=[IMAGE]))
+    for path in stored_orientations:
+        image = pre({IMAGE: path})[IMAGE]
+        volume = torch.rand(2, *image.shape[1:])
+        grids = (image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"])
+        box = tuple(slice(1, int(n) - 2) for n in image.meta["spatial_shape"])
+        for region in (None, box):
+            plain = to_input_grid(volume, *grids, region)
+            nifti = to_input_grid(volume, *grids, region, nifti_order=True)
+            assert plain is not None and nifti is not None
+            assert plain.is_contiguous() and torch.allclose(plain, nifti, atol=1e-6), path  # pass order differs
+            for channel in nifti.numpy():
+                assert channel.flags.f_contiguous, path
+
+
 def test_oblique_grids_fall_back() -> None:
     rotation = np.eye(4)
     rotation[:2, :2] = [[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]

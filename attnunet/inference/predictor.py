@@ -164,21 +164,26 @@ class Predictor:
     ) -> dict[str, np.ndarray]:
         """Gate maps ``(1, 1, *S_net)`` -> uint8 codes ``(*S_input)`` each (:attr:`Prediction.attention`),
         0 outside ``box``: the network never ran outside the body crop, so alpha is "not looked at"
-        there rather than the crop's edge values stretched out as streaks. All gates go back as one
-        tensor, and only the box's voxels are resampled (the body is often about half of a CT's
-        field of view)."""
+        there rather than the crop's edge values stretched out as streaks.
+
+        All gates go back as one tensor, and only the box's voxels are resampled (the body is often
+        about half of a CT's field of view). The full-size work is two passes: the resampling
+        writes NIfTI voxel order directly, and one converting copy into the zeroed output rounds to
+        the codes (the maps are scaled to code units on the small network grid; linear
+        interpolation of values in [0, 255] stays within it, so truncating ``x + 0.5`` rounds).
+        """
         if not maps:
             return {}
         stacked = torch.cat([alpha[0] for alpha in maps.values()]).float()
         if box is None:  # not axis-aligned: Invertd, which leaves 0 outside the crop itself
             everywhere = alpha_codes(self._to_input_grid(image, stacked))
             return {gate: in_nifti_order(codes) for gate, codes in zip(maps, everywhere)}
-        inside = alpha_codes(self._to_input_grid(image, stacked, box))  # box: grids axis-aligned
-        full = {}
-        for gate, codes in zip(maps, inside):
-            full[gate] = np.zeros(tuple(shape), dtype=np.uint8, order="F")
-            full[gate][box] = in_nifti_order(codes)  # both Fortran-ordered: a plain copy, no transpose
-        return full
+        scaled = self._to_input_grid(image, stacked.mul_(ALPHA_STEPS), box, nifti_order=True)
+        # (gate, Z, Y, X) in C order: each gate's [i].T is an (X, Y, Z) Fortran-ordered volume.
+        codes = np.zeros((len(maps), *reversed(shape)), dtype=np.uint8)
+        target = torch.from_numpy(codes).permute(0, 3, 2, 1)[(slice(None), *box)]
+        target.copy_(scaled.add_(0.5))  # float -> uint8 truncates
+        return {gate: codes[i].T for i, gate in enumerate(maps)}
 
     def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Softmax ``(1, K, *S)`` (flip-averaged with TTA) and gate maps ``(1, 1, *S)``."""
@@ -196,13 +201,19 @@ class Predictor:
         return probs.cpu(), {k: v.float().cpu() for k, v in maps.items()}
 
     def _to_input_grid(
-        self, image: MetaTensor, volume: torch.Tensor, box: Sequence[slice] | None = None
+        self, image: MetaTensor, volume: torch.Tensor, box: Sequence[slice] | None = None, nifti_order: bool = False
     ) -> torch.Tensor:
         """Undo crop, resampling and reorientation: ``(C, *S_net)`` -> ``(C, *S_input)``, or only the
         input voxels of ``box`` (separable fast path; ``Invertd`` when the grids are not axis-aligned,
-        which never happens with a ``box``: :func:`network_box` gives none then)."""
+        which never happens with a ``box``: :func:`network_box` gives none then). ``nifti_order``:
+        see :func:`~attnunet.inference.regrid.to_input_grid` (the ``Invertd`` path ignores it)."""
         fast = to_input_grid(
-            volume.float(), image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"], box
+            volume.float(),
+            image.affine.numpy(),
+            image.meta["original_affine"],
+            image.meta["spatial_shape"],
+            box,
+            nifti_order,
         )
         if fast is not None:
             return fast

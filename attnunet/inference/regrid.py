@@ -59,6 +59,7 @@ def to_input_grid(
     input_affine: np.ndarray,
     input_shape: Sequence[int],
     box: Sequence[slice] | None = None,
+    nifti_order: bool = False,
 ) -> torch.Tensor | None:
     """Resample ``volume`` ``(C, *S_net)`` onto the input grid ``(C, *input_shape)``, or only onto
     the input voxels of ``box`` (three slices with start and stop): ``(C, *box_shape)``.
@@ -66,20 +67,35 @@ def to_input_grid(
     Values beyond the network grid (air cropped away, sub-voxel margins) take the nearest edge
     value, so probabilities still sum to one there. Returns ``None`` when the grids are not
     axis-aligned (the caller then uses ``Invertd``).
+
+    The result is indexed ``(C, X, Y, Z)`` either way; its memory is C-contiguous, or with
+    ``nifti_order`` each channel is Fortran-ordered (first axis fastest, NIfTI's voxel order: the
+    tensor is a transposed view of a contiguous ``(C, Z, Y, X)``), so the writer needs no transpose
+    of the full-size output. The small network-grid volume is permuted into the wanted axis order
+    before the passes, so the full-size passes write that layout directly.
     """
     mapping = axis_map(net_affine, input_affine)
     if mapping is None:
         return None
     region = box or [slice(0, int(n)) for n in input_shape]
-    out = volume
-    # Shrinking passes first keeps the intermediate volumes small.
-    order = sorted(range(3), key=lambda a: (region[a].stop - region[a].start) / volume.shape[1 + mapping[a][0]])
-    for a in order:
-        q, scale, offset = mapping[a]
+    stored = (2, 1, 0) if nifti_order else (0, 1, 2)  # input axis held by each stored dim 1..3
+    out = volume.permute(0, *(1 + mapping[a][0] for a in stored)).contiguous()
+
+    def pass_order(d: int) -> tuple[int, float]:
+        # Shrinking passes first (most shrinking first) keeps the intermediate volumes small; then the
+        # growing ones from the innermost dim outwards: the last, full-size pass then gathers whole
+        # rows or planes. Measured on a 512 x 512 x 240 CT (3 maps, 2 cores): 0.45 s against 0.58 s
+        # in order of growth and 1.0 s in the worst order.
+        ratio = (region[stored[d]].stop - region[stored[d]].start) / out.shape[1 + d]
+        return (0, ratio) if ratio < 1 else (1, -d)
+
+    dims = sorted(range(3), key=pass_order)
+    for d in dims:
+        a = stored[d]
+        _, scale, offset = mapping[a]
         coords = torch.arange(region[a].start, region[a].stop, dtype=torch.float64) * scale + offset
-        out = _interpolate_axis(out, 1 + q, coords)
-    # Network axis q now holds input axis a with mapping[a][0] == q; put the axes in input order.
-    return out.permute(0, *(1 + mapping[a][0] for a in range(3))).contiguous()
+        out = _interpolate_axis(out, 1 + d, coords)
+    return out.permute(0, 3, 2, 1) if nifti_order else out
 
 
 def network_box(
