@@ -14,6 +14,7 @@ from attnunet.data.synthetic import make_case, reorient, write_dataset
 from attnunet.data.synthetic.anatomy import Tissue, make_anatomy
 from attnunet.data.synthetic.appearance import sample_appearance
 from attnunet.data.synthetic.hardness import best_interval_dice
+from attnunet.data.synthetic.phantom import CAUDAL_MM, CRANIAL_MM, case_streams, scan_grid
 from attnunet.utils.atomic import NEW_FILE_MODE
 
 DATA = Path(__file__).parent / "data"
@@ -25,10 +26,35 @@ def cases() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return [make_case(seed=123, index=i) for i in range(3)]
 
 
-def coarse_anatomy(seed: int) -> object:
-    """An anatomy on a 2.5 mm grid: same shapes and relations as a full case, quicker to draw."""
-    axes = (np.arange(-170, 170, 2.5), np.arange(-130, 130, 2.5), np.arange(-70, 70, 2.5))
-    return make_anatomy(axes, np.random.default_rng(seed))
+def coarse_anatomy(seed: int, z: tuple[float, float] = (-70, 70)) -> object:
+    """An anatomy on a 2.5 mm grid: same shapes and relations as a full case, quicker to draw
+    (generator v2's part laid out over z -70..70 mm, as in its own field of view)."""
+    axes = (np.arange(-170, 170, 2.5), np.arange(-130, 130, 2.5), np.arange(z[0], z[1], 2.5))
+    return make_anatomy(axes, np.random.default_rng(seed), extra=np.random.default_rng(seed + 1000), core=(-70, 70))
+
+
+# The longest field of view a case can have (scan_grid: cranial and caudal ends, +-10 mm shift).
+FULL_Z = (-CAUDAL_MM[1] - 10, CRANIAL_MM[1] + 10)
+
+
+@pytest.fixture(scope="module")
+def whole_trunks() -> list[object]:
+    """Coarse anatomies over the longest field of view: heart and lung bases down to the pelvis."""
+    return [coarse_anatomy(seed, FULL_Z) for seed in range(3)]
+
+
+@pytest.fixture(scope="module")
+def pelvic_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first case of seed 0 whose scan reaches at least 240 mm below the pancreas level."""
+    for index in range(100):
+        axes = scan_grid(*case_streams(0, index))[0]
+        if axes[2][0] <= -240:
+            return make_case(seed=0, index=index)
+    raise AssertionError("no case of seed 0 reaches the pelvis")
+
+
+def world_z(affine: np.ndarray, n: int) -> np.ndarray:
+    return affine[2, 3] + affine[2, 2] * np.arange(n)
 
 
 def test_same_seed_same_case_other_seed_other_case() -> None:
@@ -48,7 +74,8 @@ def test_case_is_abdominal_ct_in_hounsfield_units(cases) -> None:
         assert set(np.unique(label)) == {0, 1}
         pancreas_ml = (label == 1).sum() * abs(np.linalg.det(affine[:3, :3])) / 1000
         assert 15 < pancreas_ml < 150  # adult pancreas volumes are roughly 40-120 mL, less when atrophic
-        assert ndimage.label(label == 1, np.ones((3, 3, 3)))[1] <= 3  # one gland (a cut-off bit at most)
+        pieces, _ = ndimage.label(label == 1, np.ones((3, 3, 3)))
+        assert np.bincount(pieces.ravel())[1:].max() > 0.97 * (label == 1).sum()  # one gland, cut-off bits at most
         spacing = np.abs(np.diag(affine)[:3])
         assert spacing[2] > spacing[0]  # thicker slices than in-plane pixels
 
@@ -176,3 +203,76 @@ def test_dataset_layout_orientation_variety_and_atomic_write(tmp_path: Path) -> 
     assert root.stat().st_mode & 0o777 == NEW_FILE_MODE | (NEW_FILE_MODE & 0o444) >> 2  # not mkdtemp's 0700
     with pytest.raises(FileExistsError):
         write_dataset(root, num_cases=1)
+
+
+def test_field_of_view_runs_from_the_lung_bases_to_the_pelvis() -> None:
+    """Real abdominal CT: upper-abdomen-only scans, most to the lower abdomen, some to the pelvis."""
+    ends = []
+    for seed in range(3):
+        for index in range(20):
+            axes, _, _, _, core = scan_grid(*case_streams(seed, index))
+            ends.append((axes[2][0], axes[2][-1]))
+            assert axes[2][0] <= core[0] and core[1] <= axes[2][-1]  # a v3 scan holds its v2 scan
+    low, high = np.array(ends).T
+    assert (low >= FULL_Z[0]).all() and (low <= -CAUDAL_MM[0] + 10).all()
+    assert (high >= CRANIAL_MM[0] - 15).all() and (high <= FULL_Z[1]).all()  # whole slices: up to 5 mm less
+    assert (low <= -200).mean() > 0.2 and (low >= -110).mean() > 0.1  # pelvis / pancreas protocol
+    assert (high >= 110).mean() > 0.2  # up to the heart
+
+
+def test_rendered_cases_cover_the_pancreas_and_far_beyond(cases, pelvic_case) -> None:
+    for image, label, affine in cases:
+        z = world_z(affine, image.shape[2])
+        centroid = z[np.argwhere(label == 1)[:, 2]].mean()
+        assert z[0] < centroid - 40 and z[-1] > centroid + 40
+    image, label, affine = pelvic_case
+    z = world_z(affine, image.shape[2])
+    assert z[0] <= z[np.argwhere(label == 1)[:, 2]].mean() - 200
+
+
+def test_spine_lungs_and_pelvis_over_the_whole_field_of_view(whole_trunks) -> None:
+    """Bone of the spine (then sacrum and coccyx) in every axial slice; lungs in every slice of the
+    top; the iliac bones and femoral heads beside the midline and the urinary bladder low down."""
+    for anatomy in whole_trunks:
+        tissue = anatomy.tissue
+        x = np.arange(-170, 170, 2.5)[:, None, None]
+        y = np.arange(-130, 130, 2.5)[None, :, None]
+        z = np.arange(*FULL_Z, 2.5)
+        bone = np.isin(tissue, (Tissue.BONE_CORTEX, Tissue.BONE_MARROW))
+        spine = bone & (np.abs(x) < 45) & (y < 40)
+        assert spine.any(axis=(0, 1)).all()
+        assert (tissue[..., z > 120] == Tissue.LUNG).any(axis=(0, 1)).all()
+        pelvis = z < -190
+        assert (bone[..., pelvis] & (np.abs(x) > 50)).any(axis=(0, 1)).all()
+        fluid, _ = ndimage.label(tissue[..., pelvis] == Tissue.BOWEL_FLUID)
+        bladder_ml = np.bincount(fluid.ravel())[1:].max() * 2.5**3 / 1000
+        assert bladder_ml > 30
+
+
+def test_body_is_closed_in_every_slice(whole_trunks, pelvic_case) -> None:
+    """The body is one piece per axial slice and has no air inside (lung and gas are tissues)."""
+    for anatomy in whole_trunks:
+        body = anatomy.tissue != Tissue.AIR
+        for k in range(body.shape[2]):
+            pieces, _ = ndimage.label(body[..., k], np.ones((3, 3)))
+            assert np.bincount(pieces.ravel())[1:].max() > 0.999 * body[..., k].sum()  # warp: a stray pixel
+            inside = ndimage.binary_erosion(ndimage.binary_fill_holes(body[..., k]), iterations=2)
+            assert body[..., k][inside].all()  # no air deeper than 5 mm (the warp may nick the skin)
+    image = pelvic_case[0]
+    for k in range(image.shape[2]):
+        body = ndimage.binary_fill_holes(image[..., k] > -500)
+        pieces, _ = ndimage.label(body)
+        assert np.bincount(pieces.ravel())[1:].max() > 0.999 * body.sum()
+
+
+def test_longer_field_of_view_keeps_generator_v2s_draws() -> None:
+    """The pancreas neighbourhood is generator v2's: its random draws do not depend on how far the
+    scan reaches, so the same stream gives the same gland and the same appearance after it."""
+    drawn = []
+    for z in ((-80, 70), FULL_Z):
+        axes = (np.arange(-170, 170, 2.5), np.arange(-130, 130, 2.5), np.arange(*z, 2.5))
+        rng = np.random.default_rng(7)
+        anatomy = make_anatomy(axes, rng, extra=np.random.default_rng(8), core=(-80, 70))
+        drawn.append((anatomy.centerline, sample_appearance(rng)["mean"]))
+    np.testing.assert_array_equal(drawn[0][0], drawn[1][0])
+    np.testing.assert_array_equal(drawn[0][1], drawn[1][1])

@@ -1,9 +1,11 @@
 """Synthetic pancreas CT phantoms, written as a dataset in a real layout (MSD, nnU-Net, NIH).
 
-``anatomy``: a tissue map of the upper abdomen with the pancreas among its real neighbours, shapes
-bent by a random elastic deformation; ``appearance``: contrast phase, per-tissue HU and texture,
-partial volume, point spread, bias and noise (domain randomisation calibrated on real CT);
-``phantom``: one case; ``hardness``: the best single-HU-interval baseline; ``writer``: the layouts.
+``anatomy``: a tissue map of a whole abdominal scan (lung bases or heart down to the upper abdomen,
+lower abdomen or pelvis) with the pancreas among its real neighbours, shapes bent by a random
+elastic deformation, painted with ``canvas`` and the regions of ``skeleton``, ``lower_abdomen`` and
+``thorax``; ``appearance``: contrast phase, per-tissue HU and texture, partial volume, point spread,
+bias and noise (domain randomisation calibrated on real CT); ``phantom``: one case and its field of
+view; ``hardness``: the best single-HU-interval baseline; ``writer``: the layouts.
 Generation is deterministic in the seed: case ``i`` depends only on ``(seed, i)``.
 """
 

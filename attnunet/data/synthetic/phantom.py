@@ -7,8 +7,12 @@ import numpy as np
 from attnunet.data.synthetic.anatomy import make_anatomy
 from attnunet.data.synthetic.appearance import acquire, render, sample_appearance
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
+V2_STREAM = 2  # random stream of everything generator v2 drew: a v3 case keeps its v2 case's pancreas
 SLICE_THICKNESS_MM = (2.0, 2.5, 3.0, 4.0, 5.0)
+CRANIAL_MM = (60.0, 140.0)  # scan end above the pancreas level (mm)
+CAUDAL_MM = (60.0, 260.0)  # scan end below it
+Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def make_case(
@@ -23,20 +27,9 @@ def make_case(
         image ``(X, Y, Z)`` int16 in HU, label ``(X, Y, Z)`` uint8 (0/1, 2 with lesions) and the
         4x4 voxel-to-world affine.
     """
-    rng = np.random.default_rng([seed, index, GENERATOR_VERSION])
-    in_plane = rng.uniform(1.5, 2.0)
-    thickness = float(rng.choice(SLICE_THICKNESS_MM))
-    slab = max(1, round(thickness / 1.4))  # fine slices rendered per acquired slice (partial volume)
-    half = (rng.uniform(150, 180), rng.uniform(120, 140))
-    z_range = (-rng.uniform(55, 85), rng.uniform(55, 80))
-    shift = rng.uniform(-10, 10, size=3)
-    n_z = int((z_range[1] - z_range[0]) / thickness)
-    axes = (
-        np.arange(-half[0], half[0], in_plane) + shift[0],
-        np.arange(-half[1], half[1], in_plane) + shift[1],
-        z_range[0] + shift[2] + (np.arange(n_z * slab) + 0.5) * thickness / slab,
-    )
-    anatomy = make_anatomy(axes, rng, lesions)
+    rng, extra = case_streams(seed, index)
+    axes, in_plane, thickness, slab, core = scan_grid(rng, extra)
+    anatomy = make_anatomy(axes, rng, lesions, extra, core)
     look = sample_appearance(rng, phase)
     fine_spacing = (in_plane, in_plane, thickness / slab)
     hu = render(anatomy.tissue, fine_spacing, rng, look)
@@ -46,12 +39,47 @@ def make_case(
         label[_slab_label(anatomy.lesion, slab) == 1] = 2
     affine = np.diag([in_plane, in_plane, thickness, 1.0])
     # Voxel centre of acquired slice k is the centre of its slab of fine slices.
-    affine[:3, 3] = [axes[0][0], axes[1][0], z_range[0] + shift[2] + thickness / 2]
+    affine[:3, 3] = [axes[0][0], axes[1][0], axes[2][0] + 0.5 * thickness * (1 - 1 / slab)]
     return image, label, affine
+
+
+def case_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The two random streams of case ``index``: generator v2's draws, and what v3 adds."""
+    return np.random.default_rng([seed, index, V2_STREAM]), np.random.default_rng([seed, index, GENERATOR_VERSION])
+
+
+def scan_grid(
+    rng: np.random.Generator, extra: np.random.Generator
+) -> tuple[Axes, float, float, int, tuple[float, float]]:
+    """Draw one scan's geometry: the fine rendering grid's world axes (mm, RAS), the in-plane pixel
+    size, the acquired slice thickness, how many fine slices make one acquired slice (``slab``) and
+    ``(zlo, zhi)`` of generator v2's field of view on that grid.
+
+    v2's grid (``rng``) is kept and extended by whole slices to a real scan's extent (``extra``): from
+    the liver dome / lung bases / heart down to the upper abdomen only (pancreas protocol), the lower
+    abdomen (most) or the pelvis; never less than v2's own extent.
+    """
+    in_plane = rng.uniform(1.5, 2.0)
+    thickness = float(rng.choice(SLICE_THICKNESS_MM))
+    slab = max(1, round(thickness / 1.4))  # fine slices rendered per acquired slice (partial volume)
+    half = (rng.uniform(150, 180), rng.uniform(120, 140))
+    v2_range = (-rng.uniform(55, 85), rng.uniform(55, 80))
+    shift = rng.uniform(-10, 10, size=3)
+    n_v2 = int((v2_range[1] - v2_range[0]) / thickness)
+    below = max(0, round((v2_range[0] + extra.uniform(*CAUDAL_MM)) / thickness))
+    above = max(0, round((extra.uniform(*CRANIAL_MM) - v2_range[0]) / thickness) - n_v2)
+    fine = (np.arange((below + n_v2 + above) * slab) + 0.5 - below * slab) * thickness / slab
+    axes = (
+        np.arange(-half[0], half[0], in_plane) + shift[0],
+        np.arange(-half[1], half[1], in_plane) + shift[1],
+        v2_range[0] + shift[2] + fine,
+    )
+    core = (float(axes[2][below * slab]), float(axes[2][(below + n_v2) * slab - 1]))
+    return axes, in_plane, thickness, slab, core
 
 
 def _slab_label(mask: np.ndarray, k: int) -> np.ndarray:
     """A voxel of a thick slice is labelled when at least half of its fine slices are."""
     n = mask.shape[2] // k
-    frac = mask[..., : n * k].reshape(*mask.shape[:2], n, k).mean(-1)
-    return (frac >= 0.5).astype(np.uint8)
+    count = mask[..., : n * k].reshape(*mask.shape[:2], n, k).sum(-1, dtype=np.uint8)
+    return (2 * count >= k).astype(np.uint8)
