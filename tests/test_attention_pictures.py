@@ -199,14 +199,28 @@ def test_attention_is_zero_outside_the_body_crop_not_edge_extended(checkpoint: P
     np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-4)  # probabilities still edge-extended
 
 
-def test_one_pass_box_regrid_equals_regridding_each_gate_whole(checkpoint: Path, body_in_air: Path) -> None:
+def stored_as(path: Path, axcodes: tuple[str, str, str]) -> Path:
+    """The same scan with its voxels stored in another axis order (``axcodes``), same world positions."""
+    image = nib.load(path)
+    start = nib.orientations.io_orientation(image.affine)
+    moved = image.as_reoriented(nib.orientations.ornt_transform(start, nib.orientations.axcodes2ornt(axcodes)))
+    target = path.with_name(f"{path.name.split('.')[0]}_{''.join(axcodes)}.nii.gz")
+    nib.save(moved, target)
+    return target
+
+
+@pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("P", "I", "L")])
+def test_one_pass_box_regrid_equals_regridding_each_gate_whole(
+    checkpoint: Path, body_in_air: Path, axcodes: tuple[str, str, str]
+) -> None:
+    scan = stored_as(body_in_air, axcodes)
     model = load_checkpoint(checkpoint)
     with_maps = Predictor(model, PredictorSettings(precision="fp32", attention=True))
-    out = with_maps(body_in_air)
-    plain = Predictor(model, PredictorSettings(precision="fp32"))(body_in_air)
+    out = with_maps(scan)
+    plain = Predictor(model, PredictorSettings(precision="fp32"))(scan)
     np.testing.assert_array_equal(out.probabilities, plain.probabilities)  # the maps do not disturb them
     np.testing.assert_array_equal(out.labels, plain.labels)
-    image = with_maps.preprocess(body_in_air)
+    image = with_maps.preprocess(scan)
     with torch.inference_mode():
         _, maps = predict_with_attention(with_maps.net, image.as_tensor()[None], with_maps.window)
     affines = image.affine.numpy(), image.meta["original_affine"], image.meta["spatial_shape"]
@@ -217,3 +231,4 @@ def test_one_pass_box_regrid_equals_regridding_each_gate_whole(checkpoint: Path,
         # Kept as uint8 codes: within half a step of the float map.
         np.testing.assert_allclose(out.alpha(gate)[inside], separate[inside], rtol=0, atol=0.5 / ALPHA_STEPS + 1e-6)
         assert not out.attention[gate][~inside].any()  # 0 where the network never ran
+        assert out.attention[gate].flags.f_contiguous  # NIfTI voxel order: written without a transpose

@@ -70,7 +70,7 @@ class Prediction:
     labels: np.ndarray  # uint8
     probabilities: np.ndarray  # float32 (K, X, Y, Z)
     input_affine: np.ndarray  # 4x4 RAS affine of the input grid (as read: NIfTI or DICOM series)
-    # Per gate, alpha as uint8 codes (X, Y, Z) in NIfTI voxel order: code = round(alpha * ALPHA_STEPS),
+    # Per gate, alpha as uint8 codes (X, Y, Z) in NIfTI voxel order: code = alpha * ALPHA_STEPS rounded,
     # 0 outside network_box; alpha(gate) gives the floats back (to within 1 / (2 * ALPHA_STEPS)).
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     # The input voxels the network ran on (the body crop); None when the grids are not axis-aligned.
@@ -83,8 +83,9 @@ class Prediction:
 
 
 def alpha_codes(alpha: torch.Tensor) -> np.ndarray:
-    """Attention coefficients in [0, 1] (any shape) -> uint8 codes ``round(alpha * ALPHA_STEPS)``."""
-    return alpha.mul(ALPHA_STEPS).round_().clamp_(0, ALPHA_STEPS).to(torch.uint8).numpy()
+    """Attention coefficients in [0, 1] (any shape) -> uint8 codes ``alpha * ALPHA_STEPS`` rounded half
+    up, as the box path of :meth:`Predictor._maps_to_input_grid` rounds."""
+    return alpha.mul(ALPHA_STEPS).clamp_(0, ALPHA_STEPS).add_(0.5).to(torch.uint8).numpy()
 
 
 class Predictor:
@@ -170,7 +171,7 @@ class Predictor:
         about half of a CT's field of view). The full-size work is two passes: the resampling
         writes NIfTI voxel order directly, and one converting copy into the zeroed output rounds to
         the codes (the maps are scaled to code units on the small network grid; linear
-        interpolation of values in [0, 255] stays within it, so truncating ``x + 0.5`` rounds).
+        interpolation of values in [0, 255] stays within it, so truncating ``x + 0.5`` rounds half up).
         """
         if not maps:
             return {}
@@ -178,7 +179,8 @@ class Predictor:
         if box is None:  # not axis-aligned: Invertd, which leaves 0 outside the crop itself
             everywhere = alpha_codes(self._to_input_grid(image, stacked))
             return {gate: in_nifti_order(codes) for gate, codes in zip(maps, everywhere)}
-        scaled = self._to_input_grid(image, stacked.mul_(ALPHA_STEPS), box, nifti_order=True)
+        # Clamped on the small grid: a wrapped uint8 code must never come out of a bad value.
+        scaled = self._to_input_grid(image, stacked.mul_(ALPHA_STEPS).clamp_(0, ALPHA_STEPS), box, nifti_order=True)
         # (gate, Z, Y, X) in C order: each gate's [i].T is an (X, Y, Z) Fortran-ordered volume.
         codes = np.zeros((len(maps), *reversed(shape)), dtype=np.uint8)
         target = torch.from_numpy(codes).permute(0, 3, 2, 1)[(slice(None), *box)]

@@ -80,13 +80,14 @@ def to_input_grid(
     region = box or [slice(0, int(n)) for n in input_shape]
     stored = (2, 1, 0) if nifti_order else (0, 1, 2)  # input axis held by each stored dim 1..3
     out = volume.permute(0, *(1 + mapping[a][0] for a in stored)).contiguous()
+    net_shape = out.shape[1:]
 
     def pass_order(d: int) -> tuple[int, float]:
         # Shrinking passes first (most shrinking first) keeps the intermediate volumes small; then the
         # growing ones from the innermost dim outwards: the last, full-size pass then gathers whole
         # rows or planes. Measured on a 512 x 512 x 240 CT (3 maps, 2 cores): 0.45 s against 0.58 s
         # in order of growth and 1.0 s in the worst order.
-        ratio = (region[stored[d]].stop - region[stored[d]].start) / out.shape[1 + d]
+        ratio = (region[stored[d]].stop - region[stored[d]].start) / net_shape[d]
         return (0, ratio) if ratio < 1 else (1, -d)
 
     dims = sorted(range(3), key=pass_order)
