@@ -19,11 +19,11 @@ looked at, never copied; no voxel of it is used as a template):
 
 That is generator v2, whose field of view ended 55-85 mm below and 55-80 mm above the gland; its code
 and its random draws (``rng``, in v2's order) are kept, so a v3 case has its v2 case's pancreas
-neighbourhood. Generator v3 adds, from a second random stream (``extra``), what a real scan shows
-beyond that, from the heart and lung bases down to the pelvis: :mod:`~.skeleton` (spine and sacrum,
-ribs, sternum, bony pelvis), :mod:`~.lower_abdomen` (iliac vessels, psoas to the groin, ureters,
-colon to the rectum, small bowel, mesentery, bladder) and :mod:`~.thorax` (diaphragm and lungs,
-heart, fundus, oesophagus).
+neighbourhood (except where v2's grid clipped the gland's box: see :func:`make_anatomy`). Generator
+v3 adds, from a second random stream (``extra``), what a real scan shows beyond that, from the heart
+and lung bases down to the pelvis: :mod:`~.skeleton` (spine and sacrum, ribs, sternum, bony pelvis),
+:mod:`~.lower_abdomen` (iliac vessels, psoas to the groin, ureters, colon to the rectum, small bowel,
+mesentery, bladder) and :mod:`~.thorax` (diaphragm and lungs, heart, fundus, oesophagus).
 """
 
 from __future__ import annotations
@@ -49,23 +49,24 @@ class Anatomy:
 def make_anatomy(
     axes: tuple[np.ndarray, np.ndarray, np.ndarray],
     rng: np.random.Generator,
+    extra: np.random.Generator,
+    core_z: np.ndarray,
     lesions: bool = False,
-    extra: np.random.Generator | None = None,
-    core: tuple[float, float] | None = None,
 ) -> Anatomy:
     """Paint one random abdomen on the grid given by its world axes (mm, RAS, pancreas neck near 0).
 
     Args:
-        rng: everything generator v2 drew, in v2's order (its draws do not depend on the grid's z range).
-        extra: what v3 adds (regions beyond v2's field of view, the warp field); ``rng`` when None.
-        core: ``(zlo, zhi)``, generator v2's field of view (mm: centres of its first and last fine
-            slices) on which v2's loops, stranding and vessel ends are laid out; the grid's when None.
+        rng: everything generator v2 drew, in v2's order. Its draws do not depend on the grid's z
+            range, except where v2's grid clipped the gland's box (its lobules and fatty septa are
+            drawn as noise over that box): there v2's draws are kept up to the gland only.
+        extra: what v3 adds (regions beyond v2's field of view, the warp field).
+        core_z: generator v2's fine z axis (mm, as v2 computed it), on which v2's loops, stranding
+            and vessel ends are laid out and whose warp draws ``rng`` skips.
     """
     cv = Canvas(axes)
     u = rng.uniform
-    extra = rng if extra is None else extra
     zlo, zhi = float(axes[2][0]), float(axes[2][-1])
-    v2_lo, v2_hi = (zlo, zhi) if core is None else core
+    v2_lo, v2_hi = float(core_z[0]), float(core_z[-1])
 
     # Body wall: skin/subcutaneous fat, muscle, cavity (visceral fat). Elliptic cylinders.
     cx, cy = u(-8, 8), u(-5, 10)
@@ -119,8 +120,8 @@ def make_anatomy(
     cv.ellipsoid(spleen_c, (u(20, 28), u(40, 55), u(40, 55)), Tissue.SPLEEN, on=(Tissue.VISCERAL_FAT,))
     # Lung bases above the diaphragm domes (the liver dome under the right one), heart on the middle.
     rng.uniform(size=12)  # v2's lung-base ellipsoids, replaced by the domes: skipped to keep v2's draws
-    tendon = thorax.paint_lungs(cv, extra, trunk)
-    thorax.paint_heart(cv, extra, trunk, tendon)
+    dome = thorax.paint_lungs(cv, extra, trunk)
+    thorax.paint_heart(cv, extra, trunk, dome, (xa, ya, ra))
 
     # Pancreas control points: uncinate -> head -> neck -> body -> tail.
     r_neck = u(6.5, 9)
@@ -182,16 +183,13 @@ def make_anatomy(
     stomach_r = np.array([u(38, 55), u(26, 36), u(35, 50)])
     stomach_c[1] = max(stomach_c[1], body[1] + node_r[3] + stomach_r[1] * 0.7 + u(0, 6))  # anterior to body
     stomach_wall = u(3, 6)
-    box, outer = cv.ellipsoid(stomach_c, stomach_r)
-    _, inner = cv.ellipsoid(stomach_c, stomach_r - stomach_wall, box=box)
-    if box is not None:
-        stomach_on = (Tissue.VISCERAL_FAT, Tissue.LIVER, Tissue.BOWEL_WALL, Tissue.BOWEL_FLUID, Tissue.GAS)
-        cv.paint(box, outer, Tissue.BOWEL_WALL, on=stomach_on)
+    if cv.box(stomach_c - stomach_r, stomach_c + stomach_r) is not None:
         fill = [Tissue.FOOD, Tissue.BOWEL_FLUID, Tissue.BOWEL_WALL][int(rng.integers(3))]
-        cv.paint(box, inner, fill, on=(Tissue.BOWEL_WALL,))
+        stomach_on = (Tissue.VISCERAL_FAT, Tissue.LIVER, Tissue.BOWEL_WALL, Tissue.BOWEL_FLUID, Tissue.GAS)
+        box, inner = cv.hollow(stomach_c, stomach_r, stomach_wall, Tissue.BOWEL_WALL, fill, on=stomach_on)
         level = stomach_c[1] + stomach_r[1] * u(-0.2, 0.9)  # air-fluid level: gas rises anteriorly (supine)
-        cv.paint(box, inner & (cv.local(box)[1] > level), Tissue.GAS, on=(fill,))
-        thorax.paint_fundus(cv, extra, stomach_c, stomach_r, stomach_wall, fill)
+        cv.paint(box, inner & (cv.local(box)[1] > level), Tissue.GAS)
+        thorax.paint_fundus(cv, extra, dome, stomach_c, stomach_r, stomach_wall, fill)
     cardia = stomach_c + [stomach_r[0] * 0.3, -stomach_r[1] * 0.2, stomach_r[2] * 0.7]
     thorax.paint_oesophagus(cv, extra, (xa, ya, ra), cardia, zhi)
     pylorus = np.array([xs + u(5, 20), stomach_c[1] - u(0, 10), neck[2] + u(10, 22)])
@@ -274,10 +272,13 @@ def make_anatomy(
     top = curve[i_neck:] + np.outer(radius[i_neck:] + u(1, 4), [0, 0, 1]) + wiggle
     cv.tube(np.vstack([(xa, ya, neck[2] + 15), top[::6]]), u(2, 3.2), Tissue.ARTERY, None, on=vessel_on)
 
-    # One elastic warp over the whole grid (from ``extra``); v2's field draws are skipped in ``rng``.
+    thorax.paint_mediastinum(cv, trunk, dome)
+
+    # One elastic warp over the whole grid (from ``extra``); v2's field draws (its coarse field's
+    # size from v2's own grid and spacing, as v2 computed them) are skipped in ``rng``.
     warp_mm = rng.uniform(2.0, 5.0)
-    n_v2 = int(round((v2_hi - v2_lo) / cv.spacing[2])) + 1
-    coarse_v2 = [max(3, int(n * s / 15)) for n, s in zip((*cv.shape[:2], n_v2), cv.spacing)]
+    v2_spacing = (*cv.spacing[:2], float(core_z[1] - core_z[0]))
+    coarse_v2 = [max(3, int(n * s / 15)) for n, s in zip((*cv.shape[:2], len(core_z)), v2_spacing)]
     rng.standard_normal(size=3 * int(np.prod(coarse_v2)))
     tissue = cv.warped(extra, warp_mm, cv.tissue)[0]
     pancreas = among(tissue, (Tissue.PANCREAS, Tissue.PANCREAS_FAT))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from attnunet.data.synthetic.canvas import Tissue, among, upsample
+from attnunet.data.synthetic.canvas import Tissue, among, smooth, upsample
 
 T = Tissue
 PHASES = ("non_contrast", "arterial", "portal_venous")
@@ -132,11 +132,16 @@ def sample_appearance(rng: np.random.Generator, phase: str | None = None) -> dic
     }
 
 
+def _smooth(shape: tuple[int, ...], rng: np.random.Generator, sigma_vox, scale: float = 1.0) -> np.ndarray:
+    """:func:`~.canvas.smooth` as appearance draws it: float32 draws, a 3-sigma filter."""
+    return smooth(shape, rng, sigma_vox, scale, draw_dtype=np.float32, truncate=3.0, estimate_above=1e6)
+
+
 def render(tissue: np.ndarray, spacing, rng: np.random.Generator, look: dict) -> np.ndarray:
     """Noise-free HU on the rendering grid: per-tissue mean plus per-tissue smooth texture."""
     hu = look["mean"][tissue]
     half = tuple((n + 1) // 2 for n in tissue.shape)  # the coarse pattern is drawn at half resolution
-    pattern = upsample(_smooth(half, rng, 1.0 / np.asarray(spacing), scale=0.6), tissue.shape)
+    pattern = upsample(_smooth(half, rng, 1.0 / np.asarray(spacing), 0.6), tissue.shape)
     fine = _smooth(tissue.shape, rng, 0.8 / np.asarray(spacing))
     # Stool and food are mottled with gas bubbles.
     mottled = among(tissue, (T.STOOL, T.FOOD)) & (fine > 1.3)
@@ -172,12 +177,3 @@ def _slab(volume: np.ndarray, k: int) -> np.ndarray:
         return volume.astype(np.float32)
     n = volume.shape[2] // k
     return volume[..., : n * k].reshape(*volume.shape[:2], n, k).mean(-1, dtype=np.float32)
-
-
-def _smooth(shape: tuple[int, ...], rng: np.random.Generator, sigma_vox, scale: float = 1.0) -> np.ndarray:
-    """Gaussian-filtered white noise with standard deviation ``scale`` (of large fields estimated on
-    every 8th voxel)."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma_vox, truncate=3.0)
-    sample = field[::2, ::2, ::2] if field.size > 1e6 else field
-    field *= scale / max(float(sample.std()), 1e-6)
-    return field

@@ -13,6 +13,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
+Box = tuple[slice, slice, slice]  # index box on the grid
+
 
 class Tissue(IntEnum):
     """Tissue classes of the phantom; appearance gives each one a Hounsfield distribution."""
@@ -73,14 +75,18 @@ class Canvas:
         """World coordinates (broadcastable) of the voxels in ``box``."""
         return tuple(c[tuple(b if c.shape[i] > 1 else slice(None) for i, b in enumerate(box))] for c in self.coords)
 
-    def paint(self, box, mask: np.ndarray, tissue: Tissue, on: tuple[Tissue, ...] | None = None) -> None:
+    def paint(self, box: Box, mask: np.ndarray, tissue: Tissue, on: tuple[Tissue, ...] | None = None) -> None:
+        """Set ``tissue`` where ``mask`` (broadcast to ``box``) holds, and with ``on`` only where
+        the map held one of those tissues."""
         region = self.tissue[box]
         mask = np.broadcast_to(mask, region.shape)
         if on is not None:
             mask = mask & among(region, on)
         region[mask] = tissue
 
-    def ellipsoid(self, centre, radii, tissue: Tissue | None = None, on=None, box=None):
+    def ellipsoid(
+        self, centre, radii, tissue: Tissue | None = None, on: tuple[Tissue, ...] | None = None, box: Box | None = None
+    ) -> tuple[Box, np.ndarray] | tuple[None, None]:
         """Paint (when ``tissue``) and return ``(box, mask)`` of an axis-aligned ellipsoid."""
         centre, radii = np.asarray(centre, float), np.asarray(radii, float)
         box = self.box(centre - radii, centre + radii) if box is None else box
@@ -93,7 +99,9 @@ class Canvas:
             self.paint(box, mask, tissue, on)
         return box, mask
 
-    def hollow(self, centre, radii, wall_mm: float, wall: Tissue, fill: Tissue, on: tuple[Tissue, ...]):
+    def hollow(
+        self, centre, radii, wall_mm: float, wall: Tissue, fill: Tissue, on: tuple[Tissue, ...]
+    ) -> tuple[Box, np.ndarray] | tuple[None, None]:
         """An ellipsoidal organ with a wall: ``wall`` in its outer ``wall_mm``, ``fill`` inside, both
         only where the map held one of ``on``. Returns ``(box, inner mask)``."""
         box, outer = self.ellipsoid(centre, radii)
@@ -105,9 +113,11 @@ class Canvas:
         self.paint(box, inner & free, fill)
         return box, inner & free
 
-    def tube_distance(self, path: np.ndarray, reach: float):
+    def tube_distance(
+        self, path: np.ndarray, reach: float
+    ) -> tuple[Box, np.ndarray, np.ndarray] | tuple[None, None, None]:
         """Distance (mm) of the voxels near ``path`` (N, 3) to it, and where along the path (0..1,
-        by arc length) the nearest point lies."""
+        by arc length) the nearest point lies: ``(box, distance, along)``, or Nones off the grid."""
         path = densify(path, step=0.5 * float(self.spacing.min()))
         box = self.box(path.min(0) - reach - self.spacing, path.max(0) + reach + self.spacing)
         if box is None:
@@ -124,6 +134,9 @@ class Canvas:
         return box, dist.astype(np.float32), seed[tuple(nearest)] / max(len(path) - 1, 1)
 
     def tube(self, path, radius: float, wall: Tissue, lumen: Tissue | None, wall_mm: float = 3.0, on=None) -> None:
+        """A tube of ``radius`` (mm) along the spline through ``path`` (by a distance transform):
+        ``wall`` only where the map held one of ``on`` (anywhere when None), ``lumen`` deeper than
+        ``wall_mm`` inside that wall."""
         box, dist, _ = self.tube_distance(np.asarray(path, float), radius)
         if box is None:
             return
@@ -141,7 +154,8 @@ class Canvas:
             return
         k = np.nonzero(valid)[0]
         lo, hi = (centre - radii)[valid].min(0), (centre + radii)[valid].max(0)
-        box = self.box(np.r_[lo, 0.0], np.r_[hi, 0.0])
+        z0 = float(self.axes[2][0])
+        box = self.box(np.r_[lo, z0], np.r_[hi, z0])
         if box is None:
             return
         box = (box[0], box[1], slice(int(k[0]), int(k[-1]) + 1))
@@ -150,7 +164,9 @@ class Canvas:
         mask = ((x - c[:, 0]) / r[:, 0]) ** 2 + ((y - c[:, 1]) / r[:, 1]) ** 2 <= 1
         self.paint(box, mask, tissue, on)
 
-    def capsule_field(self, path, radius, nearest: bool = False):
+    def capsule_field(
+        self, path, radius, nearest: bool = False
+    ) -> tuple[Box, np.ndarray, np.ndarray | None] | tuple[None, None, None]:
         """Signed distance (mm, negative inside) to a chain of round-ended cones through ``path``
         ``(N, 3)`` with radii ``radius`` (scalar or ``(N,)``), and with ``nearest`` the index of the
         nearest segment.
@@ -275,6 +291,8 @@ def resample(nodes: np.ndarray, step: float, *values: np.ndarray) -> tuple[np.nd
 
 
 def random_walk(rng: np.random.Generator, start, steps: int, step_mm: float, persistence: float) -> np.ndarray:
+    """A wandering path ``(steps + 1, 3)`` from ``start``: steps of ``step_mm`` whose direction keeps
+    ``persistence`` (0..1) of the last one, starting mostly in the axial plane."""
     direction = rng.normal(size=3)
     direction[2] *= 0.5
     direction /= np.linalg.norm(direction)
@@ -286,7 +304,23 @@ def random_walk(rng: np.random.Generator, start, steps: int, step_mm: float, per
     return np.array(points)
 
 
-def smooth(shape: tuple[int, ...], rng: np.random.Generator, sigma_vox) -> np.ndarray:
-    """Gaussian-filtered white noise rescaled to unit standard deviation (float64 draws, as v2)."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox)
-    return field / max(float(field.std()), 1e-6)
+def smooth(
+    shape: tuple[int, ...],
+    rng: np.random.Generator,
+    sigma_vox,
+    scale: float = 1.0,
+    draw_dtype: type = np.float64,
+    truncate: float = 4.0,
+    estimate_above: float = np.inf,
+) -> np.ndarray:
+    """Gaussian-filtered white noise (float32) with standard deviation ``scale``; of fields larger
+    than ``estimate_above`` voxels the deviation is estimated on every 8th voxel.
+
+    The defaults are the anatomy's (generator v2's float64 draws and filter); appearance draws its
+    large fields in float32 with a shorter filter (``truncate=3``) and estimates their deviation.
+    """
+    noise = rng.standard_normal(shape, dtype=draw_dtype).astype(np.float32, copy=False)
+    field = ndimage.gaussian_filter(noise, sigma_vox, truncate=truncate)
+    sample = field[::2, ::2, ::2] if field.size > estimate_above else field
+    field /= max(float(sample.std()), 1e-6) / scale
+    return field

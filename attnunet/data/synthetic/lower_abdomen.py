@@ -17,11 +17,18 @@ from attnunet.data.synthetic.canvas import Canvas, Tissue, random_walk, resample
 from attnunet.data.synthetic.skeleton import Body
 
 T = Tissue
+Point = tuple[float, float, float] | np.ndarray  # world mm
 FAT = (T.VISCERAL_FAT,)
 LOOP_CONTENT = (T.BOWEL_WALL, T.BOWEL_FLUID, T.GAS)  # collapsed, fluid-filled, gas-filled
 
 
-def paint_vessels(cv: Canvas, rng: np.random.Generator, body: Body, aorta, ivc) -> None:
+def paint_vessels(
+    cv: Canvas,
+    rng: np.random.Generator,
+    body: Body,
+    aorta: tuple[float, float, float],
+    ivc: tuple[float, float, float, float],
+) -> None:
     """Aorta down to its bifurcation, IVC down to the iliac confluence, and the iliac vessels.
 
     Args:
@@ -55,7 +62,13 @@ def paint_vessels(cv: Canvas, rng: np.random.Generator, body: Body, aorta, ivc) 
         cv.capsule_tube(path, radius, T.SYSTEMIC_VEIN, on=on)
 
 
-def paint_psoas(cv: Canvas, rng: np.random.Generator, body: Body, top: float, upper) -> None:
+def paint_psoas(
+    cv: Canvas,
+    rng: np.random.Generator,
+    body: Body,
+    top: float,
+    upper: list[tuple[tuple[float, float], tuple[float, float]]],
+) -> None:
     """Psoas muscles beside the lumbar spine from height ``top``, thickening caudally, over the pelvic
     brim to the groin. ``upper``: per side (right, left) the offsets from the vertebral body centre
     (x, y; mm) at the top and at L4, as generator v2 drew them."""
@@ -88,9 +101,16 @@ def paint_pelvic_organs(cv: Canvas, rng: np.random.Generator, body: Body) -> tup
     return centre, radii
 
 
-def paint_ureters(cv: Canvas, rng: np.random.Generator, body: Body, kidneys: dict, bladder) -> None:
+def paint_ureters(
+    cv: Canvas,
+    rng: np.random.Generator,
+    body: Body,
+    kidneys: dict[int, tuple[np.ndarray, np.ndarray]],
+    bladder: tuple[np.ndarray, np.ndarray],
+) -> None:
     """Thin soft-tissue tubes from each renal hilum along the psoas, over the iliac vessels at the
-    pelvic brim, down the pelvic side wall into the back of the bladder."""
+    pelvic brim, down the pelvic side wall into the back of the bladder. ``kidneys``: side (1 right,
+    -1 left) -> centre and radii; ``bladder``: centre and radii (mm)."""
     u = rng.uniform
     b_c, b_r = bladder
     for side, (c, rk) in kidneys.items():
@@ -104,7 +124,9 @@ def paint_ureters(cv: Canvas, rng: np.random.Generator, body: Body, kidneys: dic
         cv.capsule_tube(resample(nodes, 6.0)[0], u(2, 3), T.BOWEL_WALL, on=FAT)
 
 
-def paint_colon(cv: Canvas, rng: np.random.Generator, body: Body, middle, radius: float, content: Tissue):
+def paint_colon(
+    cv: Canvas, rng: np.random.Generator, body: Body, middle: list[Point], radius: float, content: Tissue
+) -> None:
     """The colon: caecum in the right iliac fossa, then ``middle`` (generator v2's colon: ascending
     colon, hepatic flexure, transverse colon, splenic flexure, descending colon; its ``radius`` and
     ``content``), on to the left iliac fossa, the sigmoid loop and the rectum in front of the sacrum;
@@ -135,6 +157,7 @@ def paint_colon(cv: Canvas, rng: np.random.Generator, body: Body, middle, radius
 
 
 def _colon_content(rng: np.random.Generator) -> Tissue:
+    """What one stretch of colon holds: stool mostly, else gas, fluid or nothing (collapsed)."""
     return (T.STOOL, T.GAS, T.BOWEL_FLUID, T.BOWEL_WALL)[int(rng.choice(4, p=[0.5, 0.25, 0.1, 0.15]))]
 
 
@@ -157,7 +180,9 @@ def paint_small_bowel(cv: Canvas, rng: np.random.Generator, body: Body, z_top: f
         cv.capsule_tube(loop, u(7, 12), T.BOWEL_WALL, fill, wall_mm=u(2, 3.5), on=FAT)
 
 
-def paint_mesentery(cv: Canvas, rng: np.random.Generator, body: Body, root, z_top: float, z_floor: float) -> None:
+def paint_mesentery(
+    cv: Canvas, rng: np.random.Generator, body: Body, root: tuple[Point, Point], z_top: float, z_floor: float
+) -> None:
     """Below the pancreas level: mesenteric vessels fanning out from the root (SMA/SMV line from
     ``root[0]`` to ``root[1]``), mesenteric and iliac lymph nodes."""
     u = rng.uniform

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from attnunet.data.synthetic.anatomy import make_anatomy
@@ -13,6 +15,16 @@ SLICE_THICKNESS_MM = (2.0, 2.5, 3.0, 4.0, 5.0)
 CRANIAL_MM = (60.0, 140.0)  # scan end above the pancreas level (mm)
 CAUDAL_MM = (60.0, 260.0)  # scan end below it
 Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class ScanGrid(NamedTuple):
+    """One scan's geometry (mm, RAS)."""
+
+    axes: Axes  # world axes of the fine rendering grid
+    in_plane: float  # pixel size
+    thickness: float  # acquired slice thickness
+    slab: int  # fine slices per acquired slice
+    core_z: np.ndarray  # generator v2's fine z axis, as v2 computed it (inside ``axes[2]``)
 
 
 def make_case(
@@ -28,8 +40,8 @@ def make_case(
         4x4 voxel-to-world affine.
     """
     rng, extra = case_streams(seed, index)
-    axes, in_plane, thickness, slab, core = scan_grid(rng, extra)
-    anatomy = make_anatomy(axes, rng, lesions, extra, core)
+    axes, in_plane, thickness, slab, core_z = scan_grid(rng, extra)
+    anatomy = make_anatomy(axes, rng, extra, core_z, lesions)
     look = sample_appearance(rng, phase)
     fine_spacing = (in_plane, in_plane, thickness / slab)
     hu = render(anatomy.tissue, fine_spacing, rng, look)
@@ -48,12 +60,10 @@ def case_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.
     return np.random.default_rng([seed, index, V2_STREAM]), np.random.default_rng([seed, index, GENERATOR_VERSION])
 
 
-def scan_grid(
-    rng: np.random.Generator, extra: np.random.Generator
-) -> tuple[Axes, float, float, int, tuple[float, float]]:
+def scan_grid(rng: np.random.Generator, extra: np.random.Generator) -> ScanGrid:
     """Draw one scan's geometry: the fine rendering grid's world axes (mm, RAS), the in-plane pixel
     size, the acquired slice thickness, how many fine slices make one acquired slice (``slab``) and
-    ``(zlo, zhi)`` of generator v2's field of view on that grid.
+    generator v2's fine z axis (its field of view; the same slices as part of the grid's).
 
     v2's grid (``rng``) is kept and extended by whole slices to a real scan's extent (``extra``): from
     the liver dome / lung bases / heart down to the upper abdomen only (pancreas protocol), the lower
@@ -74,8 +84,8 @@ def scan_grid(
         np.arange(-half[1], half[1], in_plane) + shift[1],
         v2_range[0] + shift[2] + fine,
     )
-    core = (float(axes[2][below * slab]), float(axes[2][(below + n_v2) * slab - 1]))
-    return axes, in_plane, thickness, slab, core
+    core_z = v2_range[0] + shift[2] + (np.arange(n_v2 * slab) + 0.5) * thickness / slab
+    return ScanGrid(axes, in_plane, thickness, slab, core_z)
 
 
 def _slab_label(mask: np.ndarray, k: int) -> np.ndarray:

@@ -5,7 +5,7 @@ at the level of L1/L2. Real scans run from the lung bases or heart down to the p
 skeleton spans the whole field of view: lumbar vertebrae continuing into the sacrum (tilting
 backwards), ribs curving down around the body wall from the thoracic vertebrae, the sternum in
 front, and from L4/L5 down the iliac wings (cortex and marrow, iliacus inside and gluteal muscles
-outside), the acetabula and femoral heads, pubic and ischial rami.
+outside), the acetabula, femoral heads and shafts, pubic and ischial rami.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class Body:
     wall: float  # muscle wall thickness
     xs: float  # lumbar vertebral body centre
     ys: float
-    pitch: float  # height of one vertebra with its disc
     z_s1: float  # L5/S1 disc (sacral promontory)
     z_bif: float  # aortic bifurcation (L4)
     z_crest: float  # top of the iliac crests
@@ -75,7 +74,17 @@ class Body:
         return self.ys - self.tilt * q**1.6
 
 
-def draw_body(rng: np.random.Generator, cx, cy, ai, bi, wall, xs, ys, spine: Spine) -> Body:
+def draw_body(
+    rng: np.random.Generator,
+    cx: float,
+    cy: float,
+    ai: float,
+    bi: float,
+    wall: float,
+    xs: float,
+    ys: float,
+    spine: Spine,
+) -> Body:
     """Vertebral levels and pelvis size of one trunk, given its wall and lumbar spine; L5/S1 is the
     disc of ``spine``'s sequence 125-160 mm below the pancreas level."""
     u = rng.uniform
@@ -85,7 +94,7 @@ def draw_body(rng: np.random.Generator, cx, cy, ai, bi, wall, xs, ys, spine: Spi
     front_room = cy + bi - ys
     hip = (float(np.clip(ai * u(0.55, 0.65), 65, 100)), float(min(u(35, 55), 0.45 * front_room)))
     return Body(
-        cx, cy, ai, bi, wall, xs, ys, pitch=DISC_PITCH, z_s1=float(z_s1), z_bif=z_bif, z_crest=z_bif - u(0, 15),
+        cx, cy, ai, bi, wall, xs, ys, z_s1=float(z_s1), z_bif=z_bif, z_crest=z_bif - u(0, 15),
         z_hip=z_s1 - u(75, 95), hip=hip, tilt=u(20, 35), sacrum_len=u(105, 125),
     )  # fmt: skip
 
@@ -100,8 +109,8 @@ def paint_spine(cv: Canvas, rng: np.random.Generator, body: Body, spine: Spine, 
     z = cv.axes[2].astype(float)
     y = body.spine_y(z)
     q = np.clip((body.z_s1 - z) / body.sacrum_len, 0, None)  # 0 above S1, 1 at the sacrum's end
-    # Sacral taper, then the coccyx (to 1.4: below the deepest scan end, so bone is in every slice).
-    sacral = np.where(q > 1.4, 0.0, np.maximum(1 - q * [[0.55], [0.45]], 0.3)).T  # (Z, 2)
+    # Sacral taper, then the coccyx, whose tip lies level with the top of the pubic symphysis.
+    sacral = np.where(z < body.z_hip - 30, 0.0, np.maximum(1 - q * [[0.55], [0.45]], 0.3)).T  # (Z, 2)
     centre = np.stack([np.full_like(z, xs), y], 1)
     body_r = np.array(spine.cortex)
     outer, inner = body_r * sacral, np.array(spine.marrow) * sacral
@@ -120,11 +129,11 @@ def paint_spine(cv: Canvas, rng: np.random.Generator, body: Body, spine: Spine, 
     # Intervertebral discs (soft tissue across the body) from L5/S1 up, the sacrum being fused, and
     # the gaps between the spinous processes (interspinous ligaments) a third of a level below them.
     known = np.array(sorted(spine.discs))
-    for zd in np.arange(body.z_s1, zhi + body.pitch, body.pitch):
+    for zd in np.arange(body.z_s1, zhi + DISC_PITCH, DISC_PITCH):
         near = np.abs(known - zd) < 1e-3
         half = spine.discs[float(known[near][0])] if near.any() else u(3, 5)
         cv.ellipsoid((xs, body.ys, zd), (22, 19, half), T.MUSCLE, on=(T.BONE_MARROW, T.BONE_CORTEX))
-        cv.ellipsoid((xs, body.ys - 48, zd - 0.35 * body.pitch), (12, 14, u(3, 5)), T.MUSCLE, on=(T.BONE_CORTEX,))
+        cv.ellipsoid((xs, body.ys - 48, zd - 0.35 * DISC_PITCH), (12, 14, u(3, 5)), T.MUSCLE, on=(T.BONE_CORTEX,))
 
 
 def paint_ribs(cv: Canvas, rng: np.random.Generator, body: Body, zlo: float, zhi: float) -> None:
@@ -134,7 +143,7 @@ def paint_ribs(cv: Canvas, rng: np.random.Generator, body: Body, zlo: float, zhi
     reach = (u(0.9, 1.3), u(1.4, 1.8), u(2.0, 2.3))
     phi0 = float(np.arcsin(np.clip(70 / body.ai, 0.3, 0.9)))
     for k in range(12):
-        z0 = body.z_s1 + (5.5 + k) * body.pitch  # T12 body, T11, ...
+        z0 = body.z_s1 + (5.5 + k) * DISC_PITCH  # T12 body, T11, ...
         if z0 - 110 > zhi:
             break
         end, drop, radius = (reach[k] if k < 3 else u(2.2, 2.5)), u(55, 85), u(4, 5.5)
@@ -217,7 +226,8 @@ def _ilium(cv: Canvas, rng: np.random.Generator, body: Body, side: int) -> None:
 
 
 def _hip(cv: Canvas, rng: np.random.Generator, body: Body, side: int) -> None:
-    """Acetabulum, femoral head and neck, greater trochanter, pubic and ischial rami, thigh muscles."""
+    """Acetabulum, femoral head and neck, greater trochanter and shaft, pubic and ischial rami, thigh
+    muscles."""
     u = rng.uniform
     hw, hy = body.hip
     head = np.array([body.xs + side * hw, body.ys + hy, body.z_hip])
@@ -237,6 +247,8 @@ def _hip(cv: Canvas, rng: np.random.Generator, body: Body, side: int) -> None:
         cv.capsule_tube([a, b_], rr, T.BONE_CORTEX, T.BONE_MARROW, wall_mm=2.5, on=bone_on + (T.BONE_MARROW,))
     cv.ellipsoid(trochanter, (u(16, 20), u(18, 24), u(18, 24)), T.BONE_CORTEX, bone_on)
     cv.ellipsoid(trochanter, (14, 16, 16), T.BONE_MARROW, (T.BONE_CORTEX,))
+    shaft = [trochanter + [-side * 8, 0, -10], trochanter + [-side * u(25, 35), u(0, 10), -250]]
+    cv.capsule_tube(shaft, u(12, 15), T.BONE_CORTEX, T.BONE_MARROW, wall_mm=u(4, 6), on=bone_on)  # femur
     cv.ellipsoid(head, (r + 1.5,) * 3, T.MUSCLE)  # joint space and cartilage
     cv.ellipsoid(head, (r,) * 3, T.BONE_CORTEX)
     cv.ellipsoid(head, (r - 2.5,) * 3, T.BONE_MARROW)
