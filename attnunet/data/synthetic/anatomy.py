@@ -139,7 +139,7 @@ def make_anatomy(
 
     # Bowel, painted only into fat: jejunal/ileal loops, colon, then stomach and duodenum.
     def content() -> Tissue:
-        return [Tissue.BOWEL_WALL, Tissue.BOWEL_FLUID, Tissue.GAS][int(rng.choice(3, p=[0.45, 0.4, 0.15]))]
+        return lower_abdomen.LOOP_CONTENT[int(rng.choice(3, p=[0.45, 0.4, 0.15]))]
 
     soft = (Tissue.VISCERAL_FAT,)
     colon_r = u(17, 24)
