@@ -151,3 +151,13 @@ def test_export_command(checkpoint: Path, tmp_path: Path) -> None:
     bad = subprocess.run([*run, "format=tflite"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == "error: unknown format 'tflite'; known: onnx, torchscript"
+
+
+def test_the_largest_component_choice_travels_with_the_export(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path / "model.ckpt", LABELS, spacing=(6.0, 6.0, 6.0))
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["attnunet"]["postprocessing"] = {"largest_component": [1], "val_dice": {"1": 0.5}}
+    torch.save(ckpt, path)
+    model = load_exported(export_model(path, "torchscript", tmp_path / "model.torchscript"))
+    assert model.meta["postprocessing"]["largest_component"] == [1]
+    assert Predictor(model, FP32).largest_component_labels == [1]

@@ -348,6 +348,9 @@ def test_largest_component_leaves_one_blob_per_label(checkpoint: Path) -> None:
     assert ndimage.label(kept == 1, full)[1] == 1
     sizes = np.bincount(ndimage.label(raw == 1, full)[0].ravel())[1:]
     assert (kept == 1).sum() == sizes.max()
+    # auto (the default) follows the choice that training stored in the checkpoint.
+    model.meta["postprocessing"] = {"largest_component": [1]}
+    np.testing.assert_array_equal(Predictor(model, PredictorSettings(precision="fp32"))(CT).labels, kept)
 
 
 def test_dataset_json_test_list_is_an_input(tmp_path: Path) -> None:

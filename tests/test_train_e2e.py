@@ -11,6 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from attnunet.inference.checkpoint import load_checkpoint
 from tests.conftest import attnunet
 from tests.test_inference import CT
 
@@ -36,6 +37,12 @@ def test_checkpoint_is_plain_data_and_self_describing(smoke_run) -> None:
     assert meta["model"]["channels"] == [4, 8, 16] and meta["model"]["num_classes"] == 2
     assert meta["preprocessing"]["spacing"] == [4.0, 4.0, 4.0]
     assert meta["sliding_window"]["roi_size"] == [32, 32, 32]
+    # The largest-component choice made on validation, with the figures it was made from.
+    chosen, dice, kept = (
+        meta["postprocessing"][k] for k in ("largest_component", "val_dice", "val_dice_largest_component")
+    )
+    assert set(dice) == set(kept) == {"1"} and all(0.0 <= v <= 1.0 for v in (*dice.values(), *kept.values()))
+    assert chosen == ([1] if kept["1"] > dice["1"] + 1e-4 else [])
 
 
 def test_tensorboard_has_curves_and_attention_images(smoke_run) -> None:
@@ -121,6 +128,34 @@ def test_synth_command_writes_an_msd_dataset(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ds" / "dataset.json").is_file()
     assert len(list((tmp_path / "ds" / "imagesTr").glob("*.nii.gz"))) == 2
+
+
+def test_weight_averaging_validates_and_saves_the_average_and_resumes(smoke_run, tmp_path: Path) -> None:
+    _, _, cache = smoke_run
+    ema = "callbacks.weight_averaging={_target_:pytorch_lightning.callbacks.EMAWeightAveraging,decay:0.5}"
+    result = attnunet(["train", "experiment=smoke", ema, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert not torch.equal(averaged["net.head.weight"], raw["net.head.weight"])  # the average, not the last step
+    model = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert torch.equal(model.net.head.weight, averaged["net.head.weight"])
+    resumed = attnunet(
+        [
+            "train",
+            "experiment=smoke",
+            ema,
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "ckpt_path=last",
+            "trainer.max_epochs=3",
+        ],
+        tmp_path,
+        cache,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert after["epoch"] == 2 and not torch.equal(after["state_dict"]["net.head.weight"], averaged["net.head.weight"])
 
 
 def test_2d_model_trains_on_axial_slices(smoke_run, tmp_path: Path) -> None:

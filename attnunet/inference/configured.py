@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -10,6 +11,8 @@ from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import LoadedModel, load_checkpoint
 from attnunet.inference.ensemble import EnsemblePredictor
 from attnunet.inference.predictor import Predictor, PredictorSettings
+
+log = logging.getLogger(__name__)
 
 
 def model_sources(cfg: DictConfig) -> list[Path]:
@@ -69,4 +72,9 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False, keep_input: 
         channels_last=cfg.performance.channels_last,
         compile=bool(cfg.performance.compile),
     )
-    return Predictor(models[0], settings) if len(models) == 1 else EnsemblePredictor(models, settings)
+    predictor = Predictor(models[0], settings) if len(models) == 1 else EnsemblePredictor(models, settings)
+    kept = [predictor.model.labels[k] for k in predictor.largest_component_labels]
+    how = "as chosen on validation in training" if settings.largest_component == "auto" else "largest_component=true"
+    if kept:
+        log.info("Post-processing: only the largest connected piece of %s is kept (%s)", ", ".join(kept), how)
+    return predictor

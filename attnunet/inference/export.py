@@ -127,6 +127,7 @@ def export_model(ckpt_path: str | Path, fmt: str, output: str | Path | None = No
             "preprocessing": model.preprocessing.to_dict(),
             "sliding_window": model.sliding_window.to_dict(),
             "model": meta["model"],
+            "postprocessing": meta.get("postprocessing") or {},
             "checkpoint": {
                 "file": ckpt_path.name,
                 "format": meta.get("format"),
@@ -167,6 +168,7 @@ def load_exported(model_file: str | Path) -> LoadedModel:
         expected_hash = str(info["sha256"])
         shape_in, shape_out = list(info["input"]["shape"]), list(info["output"]["shape"])
         model_desc, ckpt_info = dict(info["model"]), dict(info.get("checkpoint") or {})
+        postprocessing = dict(info.get("postprocessing") or {})
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise AttnUNetError(f"malformed sidecar ({type(e).__name__}: {e})", side) from None
     if version > EXPORT_FORMAT:
@@ -189,6 +191,7 @@ def load_exported(model_file: str | Path) -> LoadedModel:
         "preprocessing": preprocessing.to_dict(),
         "sliding_window": window.to_dict(),
         "split": ckpt_info.get("split"),
+        "postprocessing": postprocessing,
         "export": {k: info.get(k) for k in ("format", "model_file", "sha256", "attnunet_version", "attnunet_export")},
     }
     return LoadedModel(net=net, labels=labels, preprocessing=preprocessing, sliding_window=window, meta=meta)

@@ -18,6 +18,7 @@ from monai.data import MetaTensor
 from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import as_user_error
 from attnunet.inference.checkpoint import LoadedModel
+from attnunet.inference.postprocessing import keep_largest_component, resolve_largest_component
 from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.utils.channels import argmax_channels
@@ -42,7 +43,10 @@ class PredictorSettings:
         :class:`Predictor` is built; ``Predictor.settings`` then holds the concrete ones.)
         overlap, sw_batch_size: sliding-window overrides (``None``: the checkpoint's).
         tta: average the softmax over all 8 axis-flip combinations.
-        largest_component: keep only the largest connected component of each label.
+        largest_component: keep only the largest connected component of a label: ``auto`` for the
+            labels whose validation Dice it raised in training (stored in the checkpoint; none for
+            older checkpoints and exported models without that record), ``True`` every label,
+            ``False`` none (:mod:`attnunet.inference.postprocessing`).
         attention: also return the gate maps (alpha) on the input grid.
         channels_last: run the network in channels-last memory format (``auto``: on CPU only, see
             :func:`~attnunet.utils.hardware.resolve_channels_last`).
@@ -56,7 +60,7 @@ class PredictorSettings:
     overlap: float | None = None
     sw_batch_size: int | None = None
     tta: bool = False
-    largest_component: bool = False
+    largest_component: bool | str = "auto"
     attention: bool = False
     channels_last: bool | str = "auto"
     compile: bool = False
@@ -104,6 +108,7 @@ class Predictor:
         )
         if self.settings.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {settings.precision!r}")
+        resolve_largest_component(self.settings.largest_component, [], [])  # a bad value fails here, early
         wanted = self.settings.channels_last and model.net.spatial_dims == 3
         fmt = torch.channels_last_3d if wanted else torch.contiguous_format
         # Channels-last weights make oneDNN/cuDNN produce channels-last activations throughout.
@@ -120,8 +125,12 @@ class Predictor:
         keep = INPUT_HU if self.settings.keep_input else None
         self.pre = mt.Compose(preprocessing(model.preprocessing, keys=[IMAGE], keep_input_as=keep))
         self.invert = mt.Invertd(PRED, transform=self.pre, orig_keys=IMAGE, nearest_interp=False, to_tensor=True)
-        foreground = list(range(1, len(model.labels)))
-        self.keep_largest = mt.KeepLargestConnectedComponent(applied_labels=foreground, independent=True)
+
+    @property
+    def largest_component_labels(self) -> list[int]:
+        """The labels post-processed to their largest connected piece (see ``largest_component``)."""
+        foreground = [k for k in sorted(self.model.labels) if k != 0]
+        return resolve_largest_component(self.settings.largest_component, [m.meta for m in self.models], foreground)
 
     def preprocess(self, image_path: str | Path) -> MetaTensor:
         """The checkpoint's preprocessing: ``(1, X, Y, Z)`` network input carrying its inverse."""
@@ -147,8 +156,7 @@ class Predictor:
             probs, maps = self._probabilities(x)
         probabilities = self._to_input_grid(image, probs[0])
         labels = argmax_channels(probabilities, 0, torch.uint8)[None]
-        if self.settings.largest_component and len(self.model.labels) > 1:
-            labels = self.keep_largest(labels)
+        labels = keep_largest_component(labels, self.largest_component_labels)
         input_shape = probabilities.shape[1:]
         box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], input_shape)
         return Prediction(

@@ -16,6 +16,7 @@ from monai.metrics import DiceMetric
 import attnunet
 from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from attnunet.data.transforms import IMAGE, LABEL, VAL_WEIGHT
+from attnunet.inference.postprocessing import STORED_KEY, keep_largest_component, labels_that_gain
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
 from attnunet.models.attention_unet import NetOutput
 from attnunet.models.factory import build_model
@@ -87,6 +88,12 @@ class SegmentationModule(pl.LightningModule):
         self.val_dice = DiceMetric(
             include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True
         )
+        # The same after keeping each label's largest piece: decides the post-processing that the
+        # checkpoint carries to inference (attnunet.inference.postprocessing).
+        self.val_dice_kept = DiceMetric(
+            include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True
+        )
+        self.postprocessing: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, *S)`` -> logits ``(B, num_classes, *S)``."""
@@ -117,29 +124,41 @@ class SegmentationModule(pl.LightningModule):
             # gather at the epoch end.
             empty = torch.zeros(1, num_classes, 1, 1, 1, device=self.device)
             self.val_dice(empty, empty)
+            self.val_dice_kept(empty, empty)
             return
         # Plain tensors: MetaTensors would leak into logged values and from there into checkpoints,
         # which then no longer load with weights_only=True.
         image, label = as_plain_tensor(batch[IMAGE]), as_plain_tensor(batch[LABEL])
         logits = predict_logits(self.net, image, self.window)
-        pred = F.one_hot(argmax_channels(logits, 1), num_classes).movedim(-1, 1)
+        pred = argmax_channels(logits, 1)  # (B, *S)
+        kept = torch.stack([keep_largest_component(case[None], self.foreground)[0] for case in pred])
         ref = F.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
-        self.val_dice(pred, ref)
+        self.val_dice(F.one_hot(pred, num_classes).movedim(-1, 1), ref)
+        self.val_dice_kept(F.one_hot(kept.long(), num_classes).movedim(-1, 1), ref)
+
+    @property
+    def foreground(self) -> list[int]:
+        """Label values other than background (0)."""
+        return sorted(k for k in self.labels if k != 0)
 
     def on_validation_epoch_end(self) -> None:
         # DiceMetric gathers every rank's per-case scores itself (an all-gather under DDP), so the
         # sum over cases and the count of non-empty references cover the whole validation set.
         if self.val_dice.get_buffer() is None:  # no validation step ran (on any rank)
             return
-        total, count = (t.to(self.device, torch.float64) for t in self.val_dice.aggregate())
-        per_class = total / count.clamp(min=1)
-        present = count > 0
-        for k, name in sorted(self.labels.items())[1:]:
-            if present[k - 1]:
-                self.log(f"val/dice_{name}", per_class[k - 1].float(), sync_dist=False)
-        mean = per_class[present].mean() if present.any() else torch.zeros((), device=total.device)
-        self.log("val/dice", mean.float(), prog_bar=True, sync_dist=False)
+        dice, dice_kept = mean_dice_per_label(self.val_dice), mean_dice_per_label(self.val_dice_kept)
+        for k, value in dice.items():
+            self.log(f"val/dice_{self.labels[k]}", value, sync_dist=False)
+        self.log("val/dice", mean_or_zero(dice), prog_bar=True, sync_dist=False)
+        self.log("val/dice_largest_component", mean_or_zero(dice_kept), sync_dist=False)
+        # Decided on every rank from the same gathered figures, so all ranks store the same choice.
+        self.postprocessing = {
+            STORED_KEY: labels_that_gain(dice, dice_kept),
+            "val_dice": {str(k): v for k, v in dice.items()},
+            "val_dice_largest_component": {str(k): v for k, v in dice_kept.items()},
+        }
         self.val_dice.reset()
+        self.val_dice_kept.reset()
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer)(params=self.parameters())
@@ -157,8 +176,13 @@ class SegmentationModule(pl.LightningModule):
         """Make the checkpoint self-describing with plain data only (loadable with weights_only)."""
         checkpoint[CHECKPOINT_KEY] = self.describe()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A resumed run keeps the post-processing chosen before, until its next validation."""
+        self.postprocessing = dict((checkpoint.get(CHECKPOINT_KEY) or {}).get("postprocessing") or {})
+
     def describe(self) -> dict[str, Any]:
-        """What inference needs besides the weights: model, labels, preprocessing, window."""
+        """What inference needs besides the weights: model, labels, preprocessing, window and the
+        post-processing chosen at the latest validation (empty before the first)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "version": attnunet.__version__,
@@ -167,6 +191,7 @@ class SegmentationModule(pl.LightningModule):
             "preprocessing": dict(self.hparams.preprocessing),
             "sliding_window": self.window.to_dict(),
             "split": self.case_split,
+            "postprocessing": self.postprocessing,
         }
 
 
@@ -187,6 +212,17 @@ def deep_supervision_targets(
         pad += [0, int(p) - int(n)]
     on_padded = F.pad(target, pad) if any(pad) else target
     return [F.interpolate(on_padded, size=tuple(size), mode="nearest-exact") for size in sizes]
+
+
+def mean_dice_per_label(metric: DiceMetric) -> dict[int, float]:
+    """``{label value: mean Dice}`` over the cases whose reference holds the label (others left out)."""
+    total, count = (t.double() for t in metric.aggregate())
+    return {k + 1: float(total[k] / count[k]) for k in range(len(total)) if count[k] > 0}
+
+
+def mean_or_zero(dice: dict[int, float]) -> torch.Tensor:
+    """Mean over labels as a float32 scalar tensor (0 when no label had a reference)."""
+    return torch.tensor(sum(dice.values()) / len(dice) if dice else 0.0, dtype=torch.float32)
 
 
 def as_plain_tensor(t: torch.Tensor) -> torch.Tensor:
