@@ -132,7 +132,7 @@ def test_synth_command_writes_an_msd_dataset(tmp_path: Path) -> None:
 
 def test_weight_averaging_validates_and_saves_the_average_and_resumes(smoke_run, tmp_path: Path) -> None:
     _, _, cache = smoke_run
-    ema = "callbacks.weight_averaging={_target_:pytorch_lightning.callbacks.EMAWeightAveraging,decay:0.5}"
+    ema = "callbacks.weight_averaging={_target_:attnunet.training.weight_averaging.EMAWeights,decay:0.5}"
     result = attnunet(["train", "experiment=smoke", ema, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

@@ -35,7 +35,13 @@ def score_run(job_dir: Path, split: str, tolerance_mm: float) -> dict[str, Any]:
     cfg.run_dir = str(job_dir)  # filled at run time in training; its splits.json gives the same split
     choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
     model = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
-    rows = evaluate_on_split(Predictor(model, PredictorSettings()), instantiate(cfg.data), split, tolerance_mm, job_dir)
+    rows = evaluate_on_split(
+        Predictor(model, PredictorSettings(largest_component=False)),
+        instantiate(cfg.data),
+        split,
+        tolerance_mm,
+        job_dir,
+    )
     metrics = {m: float(np.nanmean([r[m] for r in rows])) for m in REPORTED}
     return {
         "variant": str(choices.model),

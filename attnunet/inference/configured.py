@@ -74,7 +74,7 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False, keep_input: 
     )
     predictor = Predictor(models[0], settings) if len(models) == 1 else EnsemblePredictor(models, settings)
     kept = [predictor.model.labels[k] for k in predictor.largest_component_labels]
-    how = "as chosen on validation in training" if settings.largest_component == "auto" else "largest_component=true"
+    how = "largest_component=true" if settings.largest_component is True else "as chosen on validation in training"
     if kept:
         log.info("Post-processing: only the largest connected piece of %s is kept (%s)", ", ".join(kept), how)
     return predictor

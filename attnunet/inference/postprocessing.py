@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from monai.data import MetaTensor
 from monai.transforms import KeepLargestConnectedComponent
 
 STORED_KEY = "largest_component"  # checkpoint[CHECKPOINT_KEY]["postprocessing"][STORED_KEY]: label values
@@ -28,7 +29,8 @@ def keep_largest_component(labels: torch.Tensor, applied: Sequence[int]) -> torc
     ``labels`` is left as it was (MONAI's transform edits its input in place)."""
     if not applied:
         return labels
-    return KeepLargestConnectedComponent(applied_labels=list(applied), independent=True)(labels.clone())
+    kept = KeepLargestConnectedComponent(applied_labels=list(applied), independent=True)(labels.clone())
+    return kept.as_tensor() if isinstance(kept, MetaTensor) else kept
 
 
 def labels_that_gain(
@@ -53,9 +55,9 @@ def resolve_largest_component(
 ) -> list[int]:
     """The labels to post-process: ``True`` every foreground label, ``False`` none, ``auto`` those
     chosen on validation, for an ensemble those that more than half of its members chose."""
+    if not isinstance(setting, bool) and str(setting).lower() != AUTO:
+        raise ValueError(f"largest_component must be auto, true or false, got {setting!r}")
     if isinstance(setting, str):
-        if setting.lower() != AUTO:
-            raise ValueError(f"largest_component must be auto, true or false, got {setting!r}")
         choices = [stored_choice(meta) for meta in metas]
         return [k for k in foreground if 2 * sum(k in c for c in choices) > len(choices)]
     return list(foreground) if setting else []
