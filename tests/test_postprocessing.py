@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from monai.transforms import KeepLargestConnectedComponent
 
 from attnunet.inference import postprocessing
 from attnunet.inference.postprocessing import keep_largest_component, labels_that_gain, resolve_largest_component
@@ -39,6 +40,28 @@ def test_only_the_largest_piece_of_an_applied_label_is_kept() -> None:
     assert not kept[(0, *ISLAND)].any()
     assert int((kept == 2).sum()) == int((labels == 2).sum())  # label 2 not applied: untouched
     assert torch.equal(keep_largest_component(labels, []), labels)
+
+
+def test_same_pieces_as_monais_transform_over_the_whole_volume() -> None:
+    # Pieces of distinct sizes (no ties), two of them touching only at a corner (one piece with
+    # 26-connectivity), spread so that the bounding boxes differ per label.
+    labels = torch.zeros(1, 40, 36, 30, dtype=torch.long)
+    for value, corner, size in [
+        (1, (1, 1, 1), 4),
+        (1, (5, 5, 5), 4),
+        (1, (20, 20, 20), 5),
+        (1, (33, 3, 24), 2),
+        (2, (10, 25, 3), 6),
+        (2, (30, 30, 10), 3),
+        (2, (2, 30, 25), 4),
+    ]:
+        x, y, z = corner
+        labels[0, x : x + size, y : y + size, z : z + size] = value
+    mine = keep_largest_component(labels, [1, 2])
+    monai = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=True)(labels.clone())
+    assert torch.equal(mine, torch.as_tensor(monai))
+    assert int((mine == 1).sum()) == 64 + 64  # the corner-touching pair beats the 125-voxel cube
+    assert int((mine == 2).sum()) == 216
 
 
 def test_a_label_is_chosen_only_when_its_validation_dice_rises() -> None:
