@@ -6,8 +6,9 @@
 Runs the real command once under cProfile (after one unprofiled run that warms the file cache) and
 sums the profile into stages: start-up (imports, config, checkpoint and model), read (decompress and
 load the file), preprocess (reorient, resample, crop, window), network (sliding window), back to the
-input grid, argmax, write, and the rest. cProfile adds a little to Python-heavy stages; the stage
-shares, not the absolute times, are the point: they show the next thing to make faster.
+input grid, argmax, post-processing (largest component), write, and the rest. cProfile adds a
+little to Python-heavy stages; the stage shares, not the absolute times, are the point: they show
+the next thing to make faster.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("attnunet/inference/predictor.py", "_maps_to_input_grid"),
     ],
     "argmax": [("attnunet/utils/channels.py", "argmax_channels")],
+    "post-processing": [("attnunet/inference/postprocessing.py", "keep_largest_component")],
     "write": [("attnunet/inference/runner.py", "write_prediction")],
 }
 READ_AND_PREPROCESS = ("attnunet/inference/predictor.py", "read")
