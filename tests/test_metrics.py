@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from attnunet.evaluation.metrics import score_case, summarise
-from attnunet.utils.geometry import voxel_spacing
+from attnunet.utils.geometry import bounding_box, voxel_spacing
 
 SPACING = (1.0, 1.0, 2.0)
 LABELS = {0: "background", 1: "organ"}
@@ -80,3 +80,11 @@ def test_voxel_spacing_from_rotated_affine() -> None:
     affine = np.eye(4)
     affine[:3, :3] = rot @ np.diag([0.8, 0.8, 2.5])
     assert voxel_spacing(affine) == pytest.approx((0.8, 0.8, 2.5))
+
+
+def test_bounding_box_grows_by_the_margin_within_the_array() -> None:
+    mask = np.zeros((6, 7, 8), dtype=bool)
+    mask[0, 3, 5:7] = True
+    assert bounding_box(mask) == (slice(0, 1), slice(3, 4), slice(5, 7))
+    assert bounding_box(mask, margin=2) == (slice(0, 3), slice(1, 6), slice(3, 8))
+    assert bounding_box(np.zeros((3, 3), dtype=bool)) is None

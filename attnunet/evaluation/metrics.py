@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice, get_confusion_matrix
 
+from attnunet.utils.geometry import bounding_box
+
 # ``uncertainty``: the case's mean predictive entropy (evaluate mode 1, attnunet.inference.ensemble).
 METRICS = ("dice", "hd95_mm", "nsd", "precision", "recall", "pred_ml", "ref_ml", "uncertainty")
 
@@ -68,7 +70,8 @@ def _overlap_metrics(
             "recall": 0.0 if has_r else math.nan,
         }
     # Surface metrics only need the box around both masks (plus one voxel for the border).
-    box = _bounding_box(p | r, margin=1)
+    box = bounding_box(p | r, margin=1)
+    assert box is not None  # both masks hold voxels (checked above)
     yp = _two_class(p[box])
     yr = _two_class(r[box])
     tp, fp, _, fn = get_confusion_matrix(yp, yr, include_background=False)[0, 0].tolist()
@@ -87,13 +90,6 @@ def _two_class(mask: np.ndarray) -> torch.Tensor:
     """Boolean ``(X, Y, Z)`` -> one-hot ``(1, 2, X, Y, Z)`` float tensor as MONAI metrics expect."""
     m = torch.from_numpy(np.ascontiguousarray(mask)).float()
     return torch.stack([1 - m, m])[None]
-
-
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:

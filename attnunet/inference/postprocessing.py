@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from attnunet.utils.geometry import bounding_box
+
 STORED_KEY = "largest_component"  # checkpoint[CHECKPOINT_KEY]["postprocessing"][STORED_KEY]: label values
 AUTO = "auto"
 # A label is post-processed only when its validation Dice rises by more than this (nnU-Net's rule,
@@ -48,17 +50,6 @@ def keep_largest_component(labels: torch.Tensor, applied: Sequence[int]) -> torc
             sizes = [int(np.count_nonzero(pieces[b] == i + 1)) for i, b in enumerate(boxes)]
             out[box][inside & (pieces != 1 + int(np.argmax(sizes)))] = 0
     return torch.from_numpy(out)[None].to(labels.device)
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """The smallest box holding every true voxel of ``mask`` (None when there is none)."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
 
 
 def labels_that_gain(
