@@ -52,6 +52,11 @@ def keep_largest_component(labels: torch.Tensor, applied: Sequence[int]) -> torc
     return torch.from_numpy(out)[None].to(labels.device)
 
 
+def foreground_labels(labels: Iterable[int]) -> list[int]:
+    """The label values other than background (0), in order."""
+    return sorted(k for k in labels if k != 0)
+
+
 def labels_that_gain(
     dice: Mapping[int, float], dice_kept: Mapping[int, float], min_gain: float = MIN_GAIN
 ) -> list[int]:

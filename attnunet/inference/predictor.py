@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import as_user_error
 from attnunet.inference.checkpoint import LoadedModel
-from attnunet.inference.postprocessing import keep_largest_component, resolve_largest_component
+from attnunet.inference.postprocessing import foreground_labels, keep_largest_component, resolve_largest_component
 from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.utils.channels import argmax_channels
@@ -129,8 +129,8 @@ class Predictor:
     @property
     def largest_component_labels(self) -> list[int]:
         """The labels post-processed to their largest connected piece (see ``largest_component``)."""
-        foreground = [k for k in sorted(self.model.labels) if k != 0]
-        return resolve_largest_component(self.settings.largest_component, [m.meta for m in self.models], foreground)
+        metas = [m.meta for m in self.models]
+        return resolve_largest_component(self.settings.largest_component, metas, foreground_labels(self.model.labels))
 
     def preprocess(self, image_path: str | Path) -> MetaTensor:
         """The checkpoint's preprocessing: ``(1, X, Y, Z)`` network input carrying its inverse."""

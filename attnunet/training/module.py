@@ -16,7 +16,7 @@ from monai.metrics import DiceMetric
 import attnunet
 from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
 from attnunet.data.transforms import IMAGE, LABEL, VAL_WEIGHT
-from attnunet.inference.postprocessing import STORED_KEY, keep_largest_component, labels_that_gain
+from attnunet.inference.postprocessing import STORED_KEY, foreground_labels, keep_largest_component, labels_that_gain
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
 from attnunet.models.attention_unet import NetOutput
 from attnunet.models.factory import build_model
@@ -85,14 +85,10 @@ class SegmentationModule(pl.LightningModule):
             self._forward_detailed = torch.compile(self.net.forward_detailed)
         # Per-class Dice summed over this rank's validation cases with the number of cases that
         # count (reference not empty); gathered over ranks at epoch end, then divided.
-        self.val_dice = DiceMetric(
-            include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True
-        )
+        self.val_dice = summed_dice()
         # The same after keeping each label's largest piece: decides the post-processing that the
         # checkpoint carries to inference (attnunet.inference.postprocessing).
-        self.val_dice_kept = DiceMetric(
-            include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True
-        )
+        self.val_dice_kept = summed_dice()
         self.postprocessing: dict[str, Any] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,15 +127,11 @@ class SegmentationModule(pl.LightningModule):
         image, label = as_plain_tensor(batch[IMAGE]), as_plain_tensor(batch[LABEL])
         logits = predict_logits(self.net, image, self.window)
         pred = argmax_channels(logits, 1)  # (B, *S)
-        kept = torch.stack([keep_largest_component(case[None], self.foreground)[0] for case in pred])
+        foreground = foreground_labels(self.labels)
+        kept = torch.stack([keep_largest_component(case[None], foreground)[0] for case in pred])
         ref = F.one_hot(label[:, 0].long(), num_classes).movedim(-1, 1)
         self.val_dice(F.one_hot(pred, num_classes).movedim(-1, 1), ref)
         self.val_dice_kept(F.one_hot(kept.long(), num_classes).movedim(-1, 1), ref)
-
-    @property
-    def foreground(self) -> list[int]:
-        """Label values other than background (0)."""
-        return sorted(k for k in self.labels if k != 0)
 
     def on_validation_epoch_end(self) -> None:
         # DiceMetric gathers every rank's per-case scores itself (an all-gather under DDP), so the
@@ -212,6 +204,11 @@ def deep_supervision_targets(
         pad += [0, int(p) - int(n)]
     on_padded = F.pad(target, pad) if any(pad) else target
     return [F.interpolate(on_padded, size=tuple(size), mode="nearest-exact") for size in sizes]
+
+
+def summed_dice() -> DiceMetric:
+    """Per-class Dice summed over cases with the count of cases whose reference holds the class."""
+    return DiceMetric(include_background=False, reduction="sum_batch", get_not_nans=True, ignore_empty=True)
 
 
 def mean_dice_per_label(metric: DiceMetric) -> dict[int, float]:
