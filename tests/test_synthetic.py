@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from attnunet.data.synthetic import make_case, reorient, write_dataset
+from attnunet.data.synthetic import implants, make_case, reorient, write_dataset
 from attnunet.data.synthetic.anatomy import Tissue, make_anatomy
-from attnunet.data.synthetic.appearance import sample_appearance
+from attnunet.data.synthetic.appearance import acquire, metal_streaks, sample_appearance
 from attnunet.data.synthetic.hardness import best_interval_dice
 from attnunet.data.synthetic.phantom import CAUDAL_MM, CRANIAL_MM, case_streams, scan_grid
 from attnunet.utils.atomic import NEW_FILE_MODE
@@ -295,3 +295,57 @@ def test_longer_field_of_view_keeps_generator_v2s_draws(seed: int, index: int) -
     np.testing.assert_array_equal(drawn[0][0], drawn[1][0])
     assert drawn[0][1] == drawn[1][1]
     np.testing.assert_array_equal(drawn[0][2], drawn[1][2])
+
+
+def test_metal_streaks_darken_the_band_between_two_implants() -> None:
+    """Two metal rods in one slice: the scanner model darkens the band between them (the rays that
+    cross both), streaks fade away from the metal, slices without metal are untouched, and the
+    strongest streaks reach the case's strength."""
+    metal = np.zeros((120, 100, 3), np.float32)
+    yy, xx = np.meshgrid(np.arange(100), np.arange(120))
+    for cx in (40, 80):
+        metal[..., 1][(xx - cx) ** 2 + (yy - 50) ** 2 <= 9] = 1.0
+    streaks = metal_streaks(metal, (1.5, 1.5), np.random.default_rng(0), strength_hu=400.0)
+    assert streaks.dtype == np.float32 and streaks.shape == metal.shape
+    assert not streaks[..., 0].any() and not streaks[..., 2].any()
+    band = streaks[50:71, 49:52, 1].mean()  # between the rods, on the line joining them
+    beside = streaks[50:71, 70:73, 1].mean()  # 30 mm off that line
+    assert band < -50 and band < beside - 50
+    assert np.percentile(np.abs(streaks[..., 1]), 99.9) == pytest.approx(400.0, rel=0.05)
+    near, far = np.abs(streaks[30:90, 30:70, 1]).mean(), np.abs(streaks[:, 90:, 1]).mean()
+    assert far < near / 2
+
+
+def test_acquire_renders_metal_dense_and_streaked() -> None:
+    """Through the scanner: metal stays far above bone, its slices get streaks, others do not."""
+    hu = np.full((80, 80, 12), 40.0, np.float32)
+    hu[38:42, 38:42, 4:8] = 3000.0
+    look = {"psf_mm": 0.8, "bias_hu": 0.0, "noise_hu": 0.0, "noise_grain_vox": 0.5, "streak_hu": 300.0}
+    image = acquire(hu, (1.5, 1.5, 1.5), 2, np.random.default_rng(0), look).astype(float)
+    assert image.max() > 2000
+    assert np.abs(image[:, :, 2:4] - 40).std() > 10  # slices holding metal
+    assert np.abs(image[:, :, [0, 5]] - 40).max() <= 1  # slices without it
+
+
+def test_implants_are_metal_where_they_belong(monkeypatch) -> None:
+    """Generator v4's implants, all forced on: a hip prosthesis in the femoral head region, pedicle
+    screws and rods in the lumbar spine, clips near the liver hilum, all in metal HU classes."""
+    monkeypatch.setattr(implants, "HIP_PROSTHESIS_PROBABILITY", 1.0)
+    monkeypatch.setattr(implants, "SPINAL_FIXATION_PROBABILITY", 1.0)
+    monkeypatch.setattr(implants, "CLIPS_PROBABILITY", 1.0)
+    axes = (np.arange(-170, 170, 2.5), np.arange(-130, 130, 2.5), np.arange(*FULL_Z, 2.5))
+    anatomy = make_anatomy(
+        axes,
+        np.random.default_rng(5),
+        np.random.default_rng(1005),
+        np.arange(-70, 70, 2.5),
+        added=np.random.default_rng(0),
+    )
+    assert anatomy.implants == ["hip prosthesis", "spinal fixation", "surgical clips"]
+    metal = anatomy.tissue == Tissue.METAL
+    z = axes[2][np.nonzero(metal)[2]]
+    assert (z < -180).sum() > 200  # the prosthesis at the hips (far below the pancreas)
+    assert ((z > -170) & (z < -40)).sum() > 50  # the fixation in the lumbar spine
+    assert ((z > -40) & (z < 60)).sum() > 3  # clips around the hilum
+    assert not (anatomy.pancreas & metal).any()
+    assert sample_appearance(np.random.default_rng(0), added=np.random.default_rng(0))["mean"][Tissue.METAL] > 2000

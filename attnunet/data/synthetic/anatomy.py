@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnunet.data.synthetic import lower_abdomen, skeleton, thorax
+from attnunet.data.synthetic import implants, lower_abdomen, skeleton, thorax
 from attnunet.data.synthetic.canvas import Canvas, Tissue, among, densify, random_walk, resample, smooth
 
 
@@ -44,6 +44,7 @@ class Anatomy:
     pancreas: np.ndarray  # bool: pancreas envelope (parenchyma and interlobular fat), lesion excluded
     lesion: np.ndarray  # bool
     centerline: np.ndarray  # (N, 3) pancreas centre line, uncinate to tail (mm)
+    implants: list[str]  # names of the metal implants painted (generator v4), often none
 
 
 def make_anatomy(
@@ -52,6 +53,7 @@ def make_anatomy(
     extra: np.random.Generator,
     core_z: np.ndarray,
     lesions: bool = False,
+    added: np.random.Generator | None = None,
 ) -> Anatomy:
     """Paint one random abdomen on the grid given by its world axes (mm, RAS, pancreas neck near 0).
 
@@ -62,6 +64,7 @@ def make_anatomy(
         extra: what v3 adds (regions beyond v2's field of view, the warp field).
         core_z: generator v2's fine z axis (mm, as v2 computed it), on which v2's loops, stranding
             and vessel ends are laid out and whose warp draws ``rng`` skips.
+        added: what v4 adds (metal implants, :mod:`~.implants`); none when None.
     """
     cv = Canvas(axes)
     u = rng.uniform
@@ -273,6 +276,7 @@ def make_anatomy(
     cv.tube(np.vstack([(xa, ya, neck[2] + 15), top[::6]]), u(2, 3.2), Tissue.ARTERY, None, on=vessel_on)
 
     thorax.paint_mediastinum(cv, trunk, dome)
+    metal = [] if added is None else implants.paint_implants(cv, added, trunk, (np.asarray(gb) + confluence) / 2)
 
     # One elastic warp over the whole grid (from ``extra``); v2's field draws (its coarse field's
     # size from v2's own grid and spacing, as v2 computed them) are skipped in ``rng``.
@@ -283,4 +287,4 @@ def make_anatomy(
     tissue = cv.warped(extra, warp_mm, cv.tissue)[0]
     pancreas = among(tissue, (Tissue.PANCREAS, Tissue.PANCREAS_FAT))
     lesion = tissue == Tissue.LESION
-    return Anatomy(tissue, pancreas, lesion, curve)
+    return Anatomy(tissue, pancreas, lesion, curve, metal)

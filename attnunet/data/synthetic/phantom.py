@@ -9,8 +9,10 @@ import numpy as np
 from attnunet.data.synthetic.anatomy import make_anatomy
 from attnunet.data.synthetic.appearance import acquire, render, sample_appearance
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 V2_STREAM = 2  # random stream of everything generator v2 drew: a v3 case keeps its v2 case's pancreas
+V3_STREAM = 3  # what v3 added (the longer field of view)
+V4_STREAM = 4  # what v4 added (metal implants, steatosis, streak strength)
 SLICE_THICKNESS_MM = (2.0, 2.5, 3.0, 4.0, 5.0)
 CRANIAL_MM = (60.0, 140.0)  # scan end above the pancreas level (mm)
 CAUDAL_MM = (60.0, 260.0)  # scan end below it
@@ -40,9 +42,10 @@ def make_case(
         4x4 voxel-to-world affine.
     """
     rng, extra = case_streams(seed, index)
+    added = np.random.default_rng([seed, index, V4_STREAM])
     axes, in_plane, thickness, slab, core_z = scan_grid(rng, extra)
-    anatomy = make_anatomy(axes, rng, extra, core_z, lesions)
-    look = sample_appearance(rng, phase)
+    anatomy = make_anatomy(axes, rng, extra, core_z, lesions, added)
+    look = sample_appearance(rng, phase, added)
     fine_spacing = (in_plane, in_plane, thickness / slab)
     hu = render(anatomy.tissue, fine_spacing, rng, look)
     image = acquire(hu, fine_spacing, slab, rng, look)
@@ -56,8 +59,9 @@ def make_case(
 
 
 def case_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """The two random streams of case ``index``: generator v2's draws, and what v3 adds."""
-    return np.random.default_rng([seed, index, V2_STREAM]), np.random.default_rng([seed, index, GENERATOR_VERSION])
+    """The first two random streams of case ``index``: generator v2's draws, and what v3 adds (v4's
+    additions have a third, so a v4 case is its v3 case plus metal and the wider HU ranges)."""
+    return np.random.default_rng([seed, index, V2_STREAM]), np.random.default_rng([seed, index, V3_STREAM])
 
 
 def scan_grid(rng: np.random.Generator, extra: np.random.Generator) -> ScanGrid:
