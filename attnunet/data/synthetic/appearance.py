@@ -148,7 +148,7 @@ def sample_appearance(
         "noise_hu": rng.uniform(6, 24),
         "noise_grain_vox": rng.uniform(0.5, 1.0),
         "bias_hu": rng.uniform(0, 25),
-        "streak_hu": 300.0 if added is None else added.uniform(150, 600),  # strongest metal streaks
+        "streak_hu": 250.0 if added is None else added.uniform(100, 400),  # strongest metal streaks
     }
 
 
@@ -212,7 +212,7 @@ def metal_streaks(
     beam hardening (``-p**2``) plus photon starvation noise (``p`` times a random normal); the errors
     are ramp-filtered and back-projected. That yields what a real scan shows: dark bands along the
     rays that cross two metal objects, bright and dark streaks radiating from them. The streaks fade
-    with the distance from the metal (a random 40-100 mm scale; a real scan's are also strongest near
+    with the distance from the metal (a random 30-80 mm scale; a real scan's are also strongest near
     it, where all the views' errors meet), and the volume is scaled so that its strongest streaks
     (99.9th percentile) reach ``strength_hu``: slices with little metal get weak streaks.
 
@@ -235,7 +235,7 @@ def metal_streaks(
     offset = np.cos(angles)[:, None, None] * x[:, None] + np.sin(angles)[:, None, None] * y[None, :]
     bins = np.clip(np.rint(offset / step + n_bins / 2), 0, n_bins - 1).astype(np.int32).reshape(n_angles, -1)
     ramp = np.abs(np.fft.rfftfreq(2 * n_bins))
-    fade_mm = rng.uniform(40, 100)
+    fade_mm = rng.uniform(30, 80)
     for k in slices:
         share = metal[..., k]
         where = np.flatnonzero(share)
