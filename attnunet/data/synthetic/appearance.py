@@ -175,12 +175,12 @@ def render(tissue: np.ndarray, spacing, rng: np.random.Generator, look: dict) ->
 def acquire(hu: np.ndarray, spacing, slab: int, rng: np.random.Generator, look: dict) -> np.ndarray:
     """Scanner: in-plane point spread, ``slab`` fine slices averaged into one, bias, noise -> int16 HU."""
     spacing = np.asarray(spacing, float)
-    metal = _slab(hu > METAL_HU, slab)  # share of metal per acquired voxel
+    is_metal = hu > METAL_HU
     sigma = [look["psf_mm"] / spacing[0], look["psf_mm"] / spacing[1], 0.35]
     hu = ndimage.gaussian_filter(hu, sigma, truncate=3.0)
     hu = _slab(hu, slab)
-    if metal.any():
-        hu += metal_streaks(metal, spacing[:2], rng, look["streak_hu"])
+    if is_metal.any():  # most cases hold none: only then the share of metal per acquired voxel
+        hu += metal_streaks(_slab(is_metal, slab), spacing[:2], rng, look["streak_hu"])
     shape = hu.shape
     # Smooth additive bias: a tilted, bowl-shaped field (cupping) plus a very smooth random part.
     gx, gy = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
@@ -244,9 +244,9 @@ def metal_streaks(
         error = -(path**2) + 2.0 * path * rng.standard_normal(path.shape)
         filtered = np.fft.irfft(np.fft.rfft(error, 2 * n_bins, axis=1) * ramp, axis=1)[:, :n_bins].astype(np.float32)
         image = np.take_along_axis(filtered, bins, axis=1).sum(0).reshape(nx, ny)
-        distance = ndimage.distance_transform_edt(share <= 0.5, sampling=pixel_mm)
-        image *= np.exp(-distance / fade_mm).astype(np.float32)
-        image[share > 0.5] = 0  # the metal itself keeps its rendered value
+        solid = share > 0.5
+        image *= np.exp(-ndimage.distance_transform_edt(~solid, sampling=pixel_mm) / fade_mm).astype(np.float32)
+        image[solid] = 0  # the metal itself keeps its rendered value
         out[..., k] = image
     peak = float(np.percentile(np.abs(out[..., slices]), 99.9))
     return out * np.float32(strength_hu / peak) if peak > 0 else out
