@@ -118,7 +118,7 @@ def test_preview_shows_the_plain_ct_where_alpha_is_zero(real_ct_prediction: Pred
     alpha[:, :50] = ALPHA_STEPS  # posterior half (RAS: low Y) fully attended
     prediction = Prediction(
         labels=np.zeros(ct.shape, np.uint8),
-        probabilities=np.zeros((2, *ct.shape), np.float32),
+        box_probabilities=np.zeros((2, *ct.shape), np.float32),
         input_affine=real_ct_prediction.input_affine,
         attention={"level1": alpha},
     )
@@ -196,7 +196,8 @@ def test_attention_is_zero_outside_the_body_crop_not_edge_extended(checkpoint: P
     outside = np.ones(alpha.shape, bool)
     outside[box] = False
     assert outside.mean() > 0.5 and np.abs(alpha[outside]).max() == 0  # no streaks of the crop's edge values
-    np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-4)  # probabilities still edge-extended
+    np.testing.assert_allclose(out.probabilities.sum(0), 1.0, atol=1e-4)
+    assert (out.probabilities[0][outside] == 1).all() and not out.labels[outside].any()  # background there
 
 
 def stored_as(path: Path, axcodes: tuple[str, str, str]) -> Path:

@@ -45,7 +45,7 @@ class RecordingPredictor:
             assert self.started[later[0]].wait(timeout=10), f"{later[0].name} was not read ahead"
         self.events.append(f"predict {path.name}")
         return Prediction(
-            labels=np.ones(SHAPE, np.uint8), probabilities=np.zeros((2, *SHAPE), np.float32), input_affine=np.eye(4)
+            labels=np.ones(SHAPE, np.uint8), box_probabilities=np.zeros((2, *SHAPE), np.float32), input_affine=np.eye(4)
         )
 
 

@@ -82,6 +82,6 @@ def evaluate_on_split(
             labels,
             tolerance_mm,
         )
-        uncertainty = mean_uncertainty(prediction.probabilities)
+        uncertainty = mean_uncertainty(prediction.box_probabilities)  # 0 outside the box
         rows += [{**row, "uncertainty": uncertainty} for row in scored]
     return rows
