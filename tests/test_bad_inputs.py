@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attnunet.data.datalist import load_cases
+from attnunet.data.transforms import all_finite
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Predictor
@@ -113,6 +114,16 @@ def test_good_image_passes(predictor: Predictor, tmp_path: Path) -> None:
     path = tmp_path / "ok.nii.gz"
     path.write_bytes(nifti_bytes(GOOD))
     assert predictor.preprocess(path).shape[0] == 1
+
+
+def test_finiteness_is_exact_even_when_the_sum_overflows() -> None:
+    huge = torch.full((4, 5, 6), 3e38)  # every voxel finite, their float32 sum is not
+    assert all_finite(huge)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        volume = huge.clone()
+        volume[1, 2, 3] = bad
+        assert not all_finite(volume)
+        assert not all_finite(torch.where(volume.isfinite(), torch.zeros(()), volume))  # the sum alone
 
 
 def test_singleton_fourth_axis_is_a_3d_volume(predictor: Predictor, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Outputs are laid out in NIfTI's voxel order before writing, without changing a value."""
+"""Outputs are laid out in NIfTI's voxel order before writing, and inputs back in C order after
+reading, without changing a value."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from attnunet.data.transforms import load_images
 from attnunet.inference.io import save_like
-from attnunet.utils.nifti_order import SLAB, in_nifti_order
+from attnunet.utils.nifti_order import SLAB, in_c_order, in_nifti_order
 
 RNG = np.random.default_rng(0)
 
@@ -29,9 +31,33 @@ def test_values_kept_and_first_axis_fastest(array: np.ndarray) -> None:
     np.testing.assert_array_equal(ordered, array)
 
 
-def test_fortran_arrays_are_passed_through() -> None:
-    array = np.asfortranarray(RNG.random((5, 4, 3)))
-    assert in_nifti_order(array) is array
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.asfortranarray(RNG.integers(-1024, 3000, (SLAB * 2 + 3, 7, 6)).astype(np.int16)),  # as nibabel reads
+        np.asfortranarray(RNG.random((9, 8, 7, 1))),  # a trailing singleton axis, float64
+        RNG.integers(0, 9, (8, 10, 12)).astype(np.uint8)[::2, ::-1],  # a strided view
+    ],
+)
+def test_values_kept_and_last_axis_fastest(array: np.ndarray) -> None:
+    ordered = in_c_order(array)
+    assert ordered.flags.c_contiguous and ordered.dtype == array.dtype
+    np.testing.assert_array_equal(ordered, array)
+
+
+def test_arrays_already_in_order_are_passed_through() -> None:
+    fortran, c_ordered = np.asfortranarray(RNG.random((5, 4, 3))), RNG.random((5, 4, 3))
+    assert in_nifti_order(fortran) is fortran and in_c_order(c_ordered) is c_ordered
+
+
+def test_the_loader_reads_nifti_voxels_c_ordered_and_unchanged(tmp_path: Path) -> None:
+    volume = RNG.integers(-1024, 2000, (21, 17, 13)).astype(np.int16)
+    affine = np.diag([-0.7, -0.7, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(volume, affine), tmp_path / "ct.nii.gz")
+    image = load_images(["image"])({"image": str(tmp_path / "ct.nii.gz")})["image"]
+    assert image.is_contiguous() and tuple(image.shape) == volume.shape
+    np.testing.assert_array_equal(image.numpy(), volume)
+    np.testing.assert_allclose(image.meta["original_affine"], affine, atol=1e-6)  # float32 header
 
 
 def test_save_like_writes_c_ordered_arrays_voxel_for_voxel(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import torch
 from monai import transforms as mt
 
 from attnunet.data.dicom import DicomSeriesReader, check_dicom_series
+from attnunet.data.nifti_reader import NiftiReader
 from attnunet.data.naming import is_nifti
 from attnunet.errors import AttnUNetError
 
@@ -94,10 +95,12 @@ class BodyMask:
 
 
 def load_images(keys: Sequence[str]) -> mt.LoadImaged:
-    """MONAI's loader (NIfTI through nibabel) with attnunet's DICOM series reader, which checks the
-    series geometry (MONAI's PydicomReader orders slices by InstanceNumber). Registered last, it is
-    tried first, and it claims only folders; its one-line errors reach the user unwrapped."""
+    """MONAI's loader with attnunet's NIfTI reader (nibabel's, C-ordered faster) and DICOM series
+    reader, which checks the series geometry (MONAI's PydicomReader orders slices by
+    InstanceNumber). Readers registered later are tried first: the DICOM one claims only folders,
+    and its one-line errors reach the user unwrapped."""
     loader = mt.LoadImaged(keys, image_only=True)
+    loader.register(NiftiReader())
     loader.register(DicomSeriesReader())
     return loader
 
@@ -163,6 +166,13 @@ class DropTrailingSingletonsd(mt.MapTransform):
         return data
 
 
+def all_finite(volume: torch.Tensor) -> bool:
+    """Whether no voxel is NaN or infinite. Any NaN or Inf makes the sum non-finite, so a finite
+    sum (7 ms for a 512 x 512 x 240 float32 CT on 2 cores) settles it; only a non-finite one, which
+    can also come from overflow, is checked voxel by voxel (``torch.isfinite``: 180 ms)."""
+    return bool(torch.isfinite(volume.sum())) or bool(torch.isfinite(volume).all())
+
+
 class ValidateVolumed(mt.MapTransform):
     """Reject volumes the pipeline cannot use, naming the file: not 3D, NaN/Inf voxels, label
     values that are not integers in ``0..num_labels-1``.
@@ -181,7 +191,7 @@ class ValidateVolumed(mt.MapTransform):
         where = _source(image)
         if image.ndim != 3:
             raise AttnUNetError(f"expected a 3D volume, got shape {tuple(image.shape)}", where)
-        if not bool(torch.isfinite(torch.as_tensor(image)).all()):
+        if not all_finite(torch.as_tensor(image)):
             raise AttnUNetError("image contains NaN or infinite voxels", where)
         for key in label_keys:
             label = torch.as_tensor(data[key])
