@@ -19,8 +19,8 @@ import torch
 from monai import transforms as mt
 
 from attnunet.data.dicom import DicomSeriesReader, check_dicom_series
-from attnunet.data.nifti_reader import NiftiReader
 from attnunet.data.naming import is_nifti
+from attnunet.data.nifti_reader import NiftiReader
 from attnunet.errors import AttnUNetError
 
 IMAGE, LABEL = "image", "label"
