@@ -45,6 +45,22 @@ def test_values_kept_and_last_axis_fastest(array: np.ndarray) -> None:
     np.testing.assert_array_equal(ordered, array)
 
 
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.asfortranarray(RNG.integers(-1024, 3000, (SLAB + 3, 5, 4)).astype(np.int16)),
+        RNG.integers(0, 9, (6, 5, 4)).astype(np.uint8),
+    ],
+)
+def test_cast_in_the_same_pass(array: np.ndarray) -> None:
+    for ordered, contiguous in (
+        (in_c_order(array, np.float32), "c_contiguous"),
+        (in_nifti_order(array, np.float32), "f_contiguous"),
+    ):
+        assert ordered.dtype == np.float32 and getattr(ordered.flags, contiguous)
+        np.testing.assert_array_equal(ordered, array.astype(np.float32))
+
+
 def test_arrays_already_in_order_are_passed_through() -> None:
     fortran, c_ordered = np.asfortranarray(RNG.random((5, 4, 3))), RNG.random((5, 4, 3))
     assert in_nifti_order(fortran) is fortran and in_c_order(c_ordered) is c_ordered

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -10,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +32,19 @@ def _at_most(value: int, limit: int | None) -> int:
 # shrink the synthetic set that is generated, so experiments never set a synthetic-only key.
 OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
 silence_known_dependency_noise()  # every command imports this module before it does any work
+
+
+def _skip_the_final_garbage_collection() -> None:
+    """At exit Python collects garbage once more over every object torch and MONAI created: 0.5 s of
+    a one-CT ``attnunet-infer`` run on 2 cores, freeing memory the ending process gives back anyway.
+    Freezing hides those objects from the collector; reference-counted clean-up (open files,
+    logging's flush, ``weakref.finalize``) still runs. Registered at exit only, so a process that
+    goes on (a test session) keeps its collector."""
+    gc.disable()
+    gc.freeze()
+
+
+atexit.register(_skip_the_final_garbage_collection)
 
 
 def config_dir() -> str:
@@ -91,6 +105,8 @@ def report_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
 
 def tune_runtime(performance: DictConfig) -> None:
     """Process-wide speed settings (see docs/benchmarks.md for their measured effect)."""
+    import torch  # noqa: PLC0415 - importing a command's module stays quick (attnunet-infer imports torch late)
+
     if performance.get("malloc_tuning", True):
         keep_freed_memory()
     torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "high"))

@@ -8,10 +8,10 @@ import hydra
 from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors, settings_of, tune_runtime
+from attnunet.data.naming import is_nifti
+from attnunet.data.voxel_prefetch import start_reading
 from attnunet.errors import AttnUNetError
-from attnunet.inference.configured import predictor_from_config
-from attnunet.inference.io import find_inputs
-from attnunet.inference.runner import predict_cases
+from attnunet.utils.lean_imports import import_monai
 
 
 def my_share(cases: list, cfg: DictConfig) -> list:
@@ -32,6 +32,16 @@ def my_share(cases: list, cfg: DictConfig) -> list:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="infer")
 @report_errors
 def main(cfg: DictConfig) -> None:
+    # torch and MONAI load here, not when the module is imported (--help, bad overrides: instant),
+    # MONAI without the extras inference never uses (see import_monai), and one input file's
+    # voxels are read meanwhile (see voxel_prefetch).
+    if is_nifti(cfg.input) and not cfg["continue"]:
+        start_reading(cfg.input)
+    import_monai()
+    from attnunet.inference.configured import predictor_from_config  # noqa: PLC0415
+    from attnunet.inference.io import find_inputs  # noqa: PLC0415
+    from attnunet.inference.runner import predict_cases  # noqa: PLC0415
+
     tune_runtime(cfg.performance)
     cases = my_share(find_inputs(cfg.input), cfg)
     with settings_of("predictor"):
