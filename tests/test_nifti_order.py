@@ -3,6 +3,7 @@ reading, without changing a value."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -16,49 +17,26 @@ from attnunet.utils.nifti_order import SLAB, in_c_order, in_nifti_order
 RNG = np.random.default_rng(0)
 
 
-@pytest.mark.parametrize(
-    "array",
-    [
-        RNG.integers(0, 3, (SLAB * 2 + 5, 7, 6)).astype(np.uint8),  # not a whole number of slabs
-        RNG.random((9, 8, 7, 2)).astype(np.float32),  # (X, Y, Z, K) probabilities
-        np.moveaxis(RNG.random((2, 9, 8, 7)), 0, -1),  # a strided view, float64
-        RNG.integers(-1000, 1000, (10, 6, 4)).astype(np.int16)[::-1, :, ::-2],  # negative strides
-    ],
-)
-def test_values_kept_and_first_axis_fastest(array: np.ndarray) -> None:
-    ordered = in_nifti_order(array)
-    assert ordered.flags.f_contiguous and ordered.dtype == array.dtype
-    np.testing.assert_array_equal(ordered, array)
+ARRAYS = [
+    RNG.integers(0, 3, (SLAB * 2 + 5, 7, 6)).astype(np.uint8),  # not a whole number of slabs
+    RNG.random((9, 8, 7, 2)).astype(np.float32),  # (X, Y, Z, K) probabilities
+    np.moveaxis(RNG.random((2, 9, 8, 7)), 0, -1),  # a strided view, float64
+    RNG.integers(-1000, 1000, (10, 6, 4)).astype(np.int16)[::-1, :, ::-2],  # negative strides
+    np.asfortranarray(RNG.integers(-1024, 3000, (SLAB * 2 + 3, 7, 6)).astype(np.int16)),  # as nibabel reads
+    np.asfortranarray(RNG.random((9, 8, 7, 1))),  # a trailing singleton axis, float64
+    RNG.integers(0, 9, (8, 10, 12)).astype(np.uint8)[::2, ::-1],  # a strided view
+]
 
 
-@pytest.mark.parametrize(
-    "array",
-    [
-        np.asfortranarray(RNG.integers(-1024, 3000, (SLAB * 2 + 3, 7, 6)).astype(np.int16)),  # as nibabel reads
-        np.asfortranarray(RNG.random((9, 8, 7, 1))),  # a trailing singleton axis, float64
-        RNG.integers(0, 9, (8, 10, 12)).astype(np.uint8)[::2, ::-1],  # a strided view
-    ],
-)
-def test_values_kept_and_last_axis_fastest(array: np.ndarray) -> None:
-    ordered = in_c_order(array)
-    assert ordered.flags.c_contiguous and ordered.dtype == array.dtype
-    np.testing.assert_array_equal(ordered, array)
-
-
-@pytest.mark.parametrize(
-    "array",
-    [
-        np.asfortranarray(RNG.integers(-1024, 3000, (SLAB + 3, 5, 4)).astype(np.int16)),
-        RNG.integers(0, 9, (6, 5, 4)).astype(np.uint8),
-    ],
-)
-def test_cast_in_the_same_pass(array: np.ndarray) -> None:
-    for ordered, contiguous in (
-        (in_c_order(array, np.float32), "c_contiguous"),
-        (in_nifti_order(array, np.float32), "f_contiguous"),
-    ):
-        assert ordered.dtype == np.float32 and getattr(ordered.flags, contiguous)
-        np.testing.assert_array_equal(ordered, array.astype(np.float32))
+@pytest.mark.parametrize("array", ARRAYS)
+@pytest.mark.parametrize("dtype", [None, np.float32])  # None: the array's own; float32: cast in the same pass
+@pytest.mark.parametrize(("reorder", "contiguous"), [(in_nifti_order, "f_contiguous"), (in_c_order, "c_contiguous")])
+def test_values_kept_in_the_order_asked(
+    array: np.ndarray, dtype: type | None, reorder: Callable[..., np.ndarray], contiguous: str
+) -> None:
+    ordered = reorder(array, dtype)
+    assert getattr(ordered.flags, contiguous) and ordered.dtype == (array.dtype if dtype is None else dtype)
+    np.testing.assert_array_equal(ordered, array.astype(ordered.dtype))
 
 
 def test_arrays_already_in_order_are_passed_through() -> None:
