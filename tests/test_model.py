@@ -116,3 +116,31 @@ def test_instance_norm_is_computed_as_group_norm_with_identical_results_and_keys
     x = torch.randn(2, 8, 6, 5, 4) * 3 + 1
     assert torch.allclose(norm(x), reference(x), atol=1e-5)
     assert torch.allclose(norm(x.contiguous(memory_format=torch.channels_last_3d)), reference(x), atol=1e-5)
+
+
+def test_leaky_activation_passes_gradient_where_relu_has_died() -> None:
+    """The dead-output-level failure: when every pre-activation of a block is negative, ReLU passes no
+    gradient back (the level can never recover), the configs' leaky ReLU does."""
+    grads = {}
+    for kind in ("relu", "leaky_relu"):
+        net = AttentionUNet(channels=SMALL, activation=kind)
+        last = net.decoder[0]
+        with torch.no_grad():  # push the finest decoder block's outputs below zero everywhere
+            last[-2].bias.fill_(-100.0)
+        x = torch.randn(1, 1, 16, 16, 16)
+        net(x).sum().backward()
+        grads[kind] = last[-2].weight.grad.abs().sum().item()
+    assert grads["relu"] == 0.0
+    assert grads["leaky_relu"] > 0.0
+
+
+def test_configs_default_to_leaky_relu_and_old_checkpoint_configs_to_relu() -> None:
+    from tests.conftest import compose_train
+
+    cfg = compose_train([])
+    assert cfg.model.activation == "leaky_relu"
+    old = build_model({"name": "attention_unet", "channels": list(SMALL)})  # a config stored before the key existed
+    assert any(isinstance(m, nn.ReLU) for m in old.modules())
+    assert not any(isinstance(m, nn.LeakyReLU) for m in old.modules())
+    with pytest.raises(AttnUNetError, match="activation"):
+        build_model({"name": "attention_unet", "activation": "gelu"})

@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from attnunet.data.synthetic import implants, make_case, reorient, write_dataset
-from attnunet.data.synthetic.anatomy import Tissue, make_anatomy
+from attnunet.data.synthetic.anatomy import Tissue, annotated_pancreas, make_anatomy
 from attnunet.data.synthetic.appearance import acquire, metal_streaks, sample_appearance
 from attnunet.data.synthetic.hardness import best_interval_dice
 from attnunet.data.synthetic.phantom import CAUDAL_MM, CRANIAL_MM, case_streams, scan_grid
@@ -169,6 +169,22 @@ def test_lesions_lie_inside_the_pancreas_region() -> None:
         lesion = lab == 2
         if lesion.any():
             assert (ndimage.binary_dilation(lesion, iterations=2) & (lab == 1)).any()
+
+
+def test_label_outlines_the_parenchyma_not_the_fat_beside_it() -> None:
+    """A gland (1 mm grid) with a 2 mm fat cleft inside, a fat lobule on its edge and a lesion: the
+    cleft is labelled, the edge lobule (as dark as the fat around it) and the lesion are not."""
+    tissue = np.full((40, 40, 40), Tissue.VISCERAL_FAT, dtype=np.uint8)
+    tissue[10:30, 10:30, 10:30] = Tissue.PANCREAS
+    tissue[19:21, 12:24, 16:28] = Tissue.PANCREAS_FAT  # cleft between two lobules
+    tissue[10:30, 26:30, 10:14] = Tissue.PANCREAS_FAT  # fatty lobule on the outline
+    tissue[22:26, 14:18, 20:24] = Tissue.LESION
+    label = annotated_pancreas(tissue, np.ones(3))
+    assert label[19:21, 12:24, 16:28].all()
+    assert not label[10:30, 27:30, 10:13].any()
+    assert not label[22:26, 14:18, 20:24].any()
+    assert label[tissue == Tissue.PANCREAS].all()
+    assert not label[tissue == Tissue.VISCERAL_FAT].any()
 
 
 def test_reorient_keeps_world_coordinates(cases) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_gate import AttentionGate
 from attnunet.models.gated_self_attention import GatedSelfAttention
-from attnunet.models.layers import conv_nd, conv_transpose_nd, interpolation_mode, norm_nd
+from attnunet.models.layers import activation_layer, conv_nd, conv_transpose_nd, interpolation_mode, norm_nd
 
 BOTTLENECK_ATTENTION = ("none", "gated", "plain")
 
@@ -39,16 +39,18 @@ class NetOutput:
 
 
 class ConvBlock(nn.Sequential):
-    """Two ``3^d`` convolutions, each followed by norm and ReLU (and optional dropout)."""
+    """Two ``3^d`` convolutions, each followed by norm and :func:`~.layers.activation_layer` (and optional dropout)."""
 
-    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, norm: str, dropout: float) -> None:
+    def __init__(
+        self, spatial_dims: int, in_ch: int, out_ch: int, norm: str, dropout: float, act: str = "relu"
+    ) -> None:
         conv = conv_nd(spatial_dims)
         layers: list[nn.Module] = []
         for c_in in (in_ch, out_ch):
             layers += [
                 conv(c_in, out_ch, kernel_size=3, padding=1, bias=False),
                 norm_nd(norm, spatial_dims, out_ch),
-                nn.ReLU(inplace=True),
+                activation_layer(act),
             ]
         if dropout > 0:
             layers.append(nn.Dropout3d(dropout) if spatial_dims == 3 else nn.Dropout2d(dropout))
@@ -70,6 +72,9 @@ class AttentionUNet(nn.Module):
         attention_levels: which skip levels are gated (0 = finest); default all but the finest,
             as in the paper.
         norm: ``instance`` or ``batch``.
+        activation: ``relu`` (the paper's; the default here, so checkpoints whose config predates
+            this setting rebuild as trained) or ``leaky_relu`` (the configs' default: trains
+            without the dead output level that ReLU can fall into, :func:`~.layers.activation_layer`).
         dropout: channel dropout after every conv block (0 disables).
         deep_supervision: add 1x1 heads on every decoder level coarser than the output.
         bottleneck_attention: ``none``; ``gated`` inserts a
@@ -94,6 +99,7 @@ class AttentionUNet(nn.Module):
         attention: bool = True,
         attention_levels: Sequence[int] | None = None,
         norm: str = "instance",
+        activation: str = "relu",
         dropout: float = 0.0,
         deep_supervision: bool = False,
         bottleneck_attention: str = "none",
@@ -118,11 +124,11 @@ class AttentionUNet(nn.Module):
 
         conv = conv_nd(spatial_dims)
         pool = nn.MaxPool3d if spatial_dims == 3 else nn.MaxPool2d
-        self.encoder = nn.ModuleList([ConvBlock(spatial_dims, in_channels, channels[0], norm, dropout)])
+        self.encoder = nn.ModuleList([ConvBlock(spatial_dims, in_channels, channels[0], norm, dropout, activation)])
         self.pools = nn.ModuleList()
         for k in range(1, depth + 1):
             self.pools.append(pool(kernel_size=self.strides[k - 1], stride=self.strides[k - 1]))
-            self.encoder.append(ConvBlock(spatial_dims, channels[k - 1], channels[k], norm, dropout))
+            self.encoder.append(ConvBlock(spatial_dims, channels[k - 1], channels[k], norm, dropout, activation))
 
         if bottleneck_attention not in BOTTLENECK_ATTENTION:
             raise ValueError(
@@ -147,7 +153,7 @@ class AttentionUNet(nn.Module):
         for k in range(depth):  # decoder level k receives the gating signal from level k + 1
             s = self.strides[k]
             self.upsamplers.append(up(channels[k + 1], channels[k], kernel_size=s, stride=s))
-            self.decoder.append(ConvBlock(spatial_dims, 2 * channels[k], channels[k], norm, dropout))
+            self.decoder.append(ConvBlock(spatial_dims, 2 * channels[k], channels[k], norm, dropout, activation))
             if k in gated:
                 self.gates[f"level{k}"] = AttentionGate(spatial_dims, channels[k], channels[k + 1], stride=s, norm=norm)
         self.head = conv(channels[0], num_classes, kernel_size=1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from torch import nn
 
 NORMS = ("instance", "batch")
+ACTIVATIONS = ("relu", "leaky_relu")
+LEAKY_SLOPE = 0.01  # nnU-Net's
 
 
 def conv_nd(spatial_dims: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
@@ -41,6 +43,23 @@ def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:
 def interpolation_mode(spatial_dims: int) -> str:
     """Linear interpolation mode name for ``F.interpolate`` in 2D/3D."""
     return {2: "bilinear", 3: "trilinear"}[_check_dims(spatial_dims)]
+
+
+def activation_layer(kind: str) -> nn.Module:
+    """Non-linearity of the conv blocks: ``relu`` (the paper's) or ``leaky_relu`` (slope 0.01).
+
+    With plain ReLU the finest decoder level can die: once the output head has learnt negative
+    pancreas-minus-background weights for all its input channels (background dominates early),
+    the gradient at pancreas voxels drives those channels to zero, where ReLU passes no gradient,
+    and the head can never predict pancreas again while the deep-supervision heads still learn.
+    Seen in a default run (probability capped at 0.42 everywhere, val Dice 0 after 10 epochs);
+    a small negative slope keeps a way out.
+    """
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {kind!r}")
 
 
 def _check_dims(spatial_dims: int) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 from attnunet.data.synthetic.anatomy import make_anatomy
 from attnunet.data.synthetic.appearance import acquire, render, sample_appearance
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5  # v5: v4's images, the label outlines the parenchyma (anatomy.annotated_pancreas)
 V2_STREAM = 2  # random stream of everything generator v2 drew: a v3 case keeps its v2 case's pancreas
 V3_STREAM = 3  # what v3 added (the longer field of view)
 V4_STREAM = 4  # what v4 added (metal implants, steatosis, streak strength)
