@@ -63,7 +63,7 @@ def build(name: str, ckpt: Path | None = None):
         if widths != CHANNELS or len(loaded.labels) != 2:
             raise SystemExit(f"error: {ckpt}: needs widths {CHANNELS} and 2 labels, got {widths}, {len(loaded.labels)}")
         return loaded.net
-    return AttentionUNet(channels=CHANNELS)
+    return AttentionUNet(channels=CHANNELS, activation="leaky_relu")  # the configs' default
 
 
 def timed(fn, repeats: int, sync, warmup: bool = True, after_warmup=None) -> float:

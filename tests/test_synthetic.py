@@ -185,6 +185,10 @@ def test_label_outlines_the_parenchyma_not_the_fat_beside_it() -> None:
     assert not label[22:26, 14:18, 20:24].any()
     assert label[tissue == Tissue.PANCREAS].all()
     assert not label[tissue == Tissue.VISCERAL_FAT].any()
+    # A gland cut by the grid's edge, on an anisotropic grid, keeps every parenchyma voxel.
+    cut = np.full((30, 30, 12), Tissue.VISCERAL_FAT, dtype=np.uint8)
+    cut[:12, 5:25, 2:10] = Tissue.PANCREAS
+    assert annotated_pancreas(cut, np.array([1.5, 1.5, 3.0]))[cut == Tissue.PANCREAS].all()
 
 
 def test_reorient_keeps_world_coordinates(cases) -> None:

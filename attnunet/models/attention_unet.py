@@ -42,7 +42,7 @@ class ConvBlock(nn.Sequential):
     """Two ``3^d`` convolutions, each followed by norm and :func:`~.layers.activation_layer` (and optional dropout)."""
 
     def __init__(
-        self, spatial_dims: int, in_ch: int, out_ch: int, norm: str, dropout: float, act: str = "relu"
+        self, spatial_dims: int, in_ch: int, out_ch: int, norm: str, dropout: float, activation: str = "relu"
     ) -> None:
         conv = conv_nd(spatial_dims)
         layers: list[nn.Module] = []
@@ -50,7 +50,7 @@ class ConvBlock(nn.Sequential):
             layers += [
                 conv(c_in, out_ch, kernel_size=3, padding=1, bias=False),
                 norm_nd(norm, spatial_dims, out_ch),
-                activation_layer(act),
+                activation_layer(activation),
             ]
         if dropout > 0:
             layers.append(nn.Dropout3d(dropout) if spatial_dims == 3 else nn.Dropout2d(dropout))
