@@ -142,5 +142,5 @@ def test_configs_default_to_leaky_relu_and_old_checkpoint_configs_to_relu() -> N
     old = build_model({"name": "attention_unet", "channels": list(SMALL)})  # a config stored before the key existed
     assert any(isinstance(m, nn.ReLU) for m in old.modules())
     assert not any(isinstance(m, nn.LeakyReLU) for m in old.modules())
-    with pytest.raises(AttnUNetError, match="activation"):
+    with pytest.raises(ValueError, match="activation must be one of"):
         build_model({"name": "attention_unet", "activation": "gelu"})

@@ -245,6 +245,7 @@ def test_checkpoint_stores_the_split_and_evaluate_scores_its_validation_cases(sm
     "setting, message",
     [
         ("model.norm=group", "error: model: norm must be one of ('instance', 'batch'), got 'group'"),
+        ("model.activation=gelu", "error: model: activation must be one of ('relu', 'leaky_relu'), got 'gelu'"),
         ("data.preprocessing.normalization=foo", "error: data: normalization must be window or zscore, got 'foo'"),
         ("+data.preprocessing.spacingg=[2,2,2]", "error: data: unknown preprocessing settings ['spacingg']"),
         ("trainer.max_epochs=-5", "error: trainer: `max_epochs` must be a non-negative integer or -1"),

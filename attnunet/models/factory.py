@@ -24,5 +24,5 @@ def build_model(config: dict[str, Any]) -> AttentionUNet:
     kwargs = {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
     try:
         return MODELS[name](**kwargs)
-    except (TypeError, ValueError) as e:
+    except TypeError as e:
         raise AttnUNetError(f"bad model settings: {e}") from None
