@@ -10,6 +10,7 @@ from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import AttentionUNet, count_parameters
 from attnunet.models.factory import build_model
 from attnunet.models.layers import norm_nd
+from tests.conftest import compose_train
 
 SMALL = (4, 8, 16, 32)
 
@@ -135,8 +136,6 @@ def test_leaky_activation_passes_gradient_where_relu_has_died() -> None:
 
 
 def test_configs_default_to_leaky_relu_and_old_checkpoint_configs_to_relu() -> None:
-    from tests.conftest import compose_train
-
     cfg = compose_train([])
     assert cfg.model.activation == "leaky_relu"
     old = build_model({"name": "attention_unet", "channels": list(SMALL)})  # a config stored before the key existed

@@ -41,9 +41,7 @@ class NetOutput:
 class ConvBlock(nn.Sequential):
     """Two ``3^d`` convolutions, each followed by norm and :func:`~.layers.activation_layer` (and optional dropout)."""
 
-    def __init__(
-        self, spatial_dims: int, in_ch: int, out_ch: int, norm: str, dropout: float, activation: str = "relu"
-    ) -> None:
+    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, norm: str, dropout: float, activation: str) -> None:
         conv = conv_nd(spatial_dims)
         layers: list[nn.Module] = []
         for c_in in (in_ch, out_ch):

@@ -308,15 +308,18 @@ def annotated_pancreas(tissue: np.ndarray, spacing: np.ndarray, radius_mm: float
     envelope: in a gland of 30-50 % fat a sixth of its label was such edge fat, and a model trained
     on them marked peripancreatic fat on a real CT as pancreas (docs/benchmarks.md, sim-to-real).
     """
-    gland = among(tissue, (Tissue.PANCREAS, Tissue.LESION))
-    envelope = gland | (tissue == Tissue.PANCREAS_FAT)
+    envelope = among(tissue, (Tissue.PANCREAS, Tissue.LESION, Tissue.PANCREAS_FAT))
     reach = np.maximum(np.rint(radius_mm / np.asarray(spacing, float)).astype(int), 1)
     box = bounding_box(envelope, margin=int(reach.max()) + 1)
     if box is None:
         return envelope
     grid = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
     ball = sum((g / r) ** 2 for g, r in zip(grid, reach)) <= 1.0
-    closed = np.zeros_like(envelope)
+    # Everything below happens inside the gland's box; outside it the label is empty.
+    sub = tissue[box]
+    gland = among(sub, (Tissue.PANCREAS, Tissue.LESION))
     # scipy's closing erodes from outside the array: keep the gland itself where the box meets an edge.
-    closed[box] = ndimage.binary_closing(gland[box], structure=ball) | gland[box]
-    return closed & envelope & (tissue != Tissue.LESION)
+    closed = ndimage.binary_closing(gland, structure=ball) | gland
+    label = np.zeros_like(envelope)
+    label[box] = closed & envelope[box] & (sub != Tissue.LESION)
+    return label
