@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from attnunet.data.synthetic import implants, make_case, reorient, write_dataset
+from attnunet.data.synthetic import implants, make_case, reorient, write_dataset, writer
 from attnunet.data.synthetic.anatomy import Tissue, annotated_pancreas, make_anatomy
 from attnunet.data.synthetic.appearance import acquire, metal_streaks, sample_appearance
 from attnunet.data.synthetic.hardness import best_interval_dice
@@ -224,6 +224,28 @@ def test_dataset_layout_orientation_variety_and_atomic_write(tmp_path: Path) -> 
     assert root.stat().st_mode & 0o777 == NEW_FILE_MODE | (NEW_FILE_MODE & 0o444) >> 2  # not mkdtemp's 0700
     with pytest.raises(FileExistsError):
         write_dataset(root, num_cases=1)
+
+
+def test_cases_written_side_by_side_are_the_serial_ones(tmp_path: Path) -> None:
+    serial = write_dataset(tmp_path / "serial", num_cases=2, seed=3, workers=1).parent
+    parallel = write_dataset(tmp_path / "parallel", num_cases=2, seed=3, workers=2).parent
+    assert (serial / "dataset.json").read_text() == (parallel / "dataset.json").read_text()
+    files = sorted(p.relative_to(serial) for p in serial.rglob("*.nii.gz"))
+    assert len(files) == 4
+    for name in files:
+        a, b = nib.load(serial / name), nib.load(parallel / name)
+        np.testing.assert_array_equal(a.affine, b.affine)
+        np.testing.assert_array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
+
+
+def test_a_failing_case_leaves_no_dataset_behind(tmp_path: Path, monkeypatch) -> None:
+    def broken(seed: int, index: int, lesions: bool = False):
+        raise RuntimeError(f"case {index} failed")
+
+    monkeypatch.setattr(writer, "make_case", broken)  # the worker processes are forked with it
+    with pytest.raises(RuntimeError, match="failed"):
+        write_dataset(tmp_path / "ds", num_cases=2, workers=2)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_field_of_view_runs_from_the_lung_bases_to_the_pelvis() -> None:

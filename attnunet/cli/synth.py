@@ -15,7 +15,12 @@ from attnunet.errors import AttnUNetError
 def main(cfg: DictConfig) -> None:
     try:
         path = write_dataset(
-            cfg.output_dir, num_cases=cfg.num_cases, seed=cfg.seed, lesions=cfg.lesions, layout=cfg.layout
+            cfg.output_dir,
+            num_cases=cfg.num_cases,
+            seed=cfg.seed,
+            lesions=cfg.lesions,
+            layout=cfg.layout,
+            workers=cfg.workers,
         )
     except (FileExistsError, ValueError) as e:
         raise AttnUNetError(str(e)) from None

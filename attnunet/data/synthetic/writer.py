@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -50,7 +51,12 @@ LAYOUTS = ("msd", "nnunet", "nih")
 
 
 def write_dataset(
-    output_dir: str | Path, num_cases: int, seed: int = 0, lesions: bool = False, layout: str = "msd"
+    output_dir: str | Path,
+    num_cases: int,
+    seed: int = 0,
+    lesions: bool = False,
+    layout: str = "msd",
+    workers: int | None = None,
 ) -> Path:
     """Write the synthetic set under ``output_dir`` in a real dataset's layout.
 
@@ -62,6 +68,8 @@ def write_dataset(
 
     The dataset is built in a temporary sibling folder and renamed into place, so an interrupted
     run never leaves a half-written dataset. An existing non-empty ``output_dir`` is refused.
+    ``workers`` processes generate cases side by side (``None``: one per usable CPU core); case
+    ``i`` depends only on ``seed`` and ``i``, so the files are the same for any number of workers.
     Returns ``output_dir``'s ``dataset.json`` (msd, nnunet) or the folder itself (nih).
     """
     if num_cases < 1:
@@ -74,18 +82,14 @@ def write_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     labels = LABELS if lesions else {k: v for k, v in LABELS.items() if k != "2"}
+    workers = min(num_cases, workers or len(os.sched_getaffinity(0)))
     try:
-        for i in range(num_cases):
-            image, label, affine = make_case(seed, i, lesions)
-            axcodes = ORIENTATIONS[int(np.random.default_rng([seed, i, 99]).integers(len(ORIENTATIONS)))]
-            if layout == "nih":
-                _write_nih_case(tmp, i + 1, _nifti(image, affine), _nifti(label, affine))
-                continue
-            image, label, affine = reorient(image, label, affine, axcodes)
-            name, channel = f"synth_{i:03d}", "_0000" if layout == "nnunet" else ""
-            for folder, array, file in (("imagesTr", image, name + channel), ("labelsTr", label, name)):
-                (tmp / folder).mkdir(exist_ok=True)
-                nib.save(_nifti(array, affine), tmp / folder / f"{file}.nii.gz")
+        jobs = ([tmp] * num_cases, [layout] * num_cases, [seed] * num_cases, range(num_cases), [lesions] * num_cases)
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_write_case, *jobs))  # list(): a worker's exception is raised here
+        else:
+            list(map(_write_case, *jobs))
         if layout == "msd":
             _write_msd_json(tmp / "dataset.json", labels, num_cases, seed)
         elif layout == "nnunet":
@@ -104,6 +108,20 @@ def write_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out if layout == "nih" else out / "dataset.json"
+
+
+def _write_case(root: Path, layout: str, seed: int, index: int, lesions: bool) -> None:
+    """Generate case ``index`` and write it under ``root`` in ``layout`` (one process's share)."""
+    image, label, affine = make_case(seed, index, lesions)
+    axcodes = ORIENTATIONS[int(np.random.default_rng([seed, index, 99]).integers(len(ORIENTATIONS)))]
+    if layout == "nih":
+        _write_nih_case(root, index + 1, _nifti(image, affine), _nifti(label, affine))
+        return
+    image, label, affine = reorient(image, label, affine, axcodes)
+    name, channel = f"synth_{index:03d}", "_0000" if layout == "nnunet" else ""
+    for folder, array, file in (("imagesTr", image, name + channel), ("labelsTr", label, name)):
+        (root / folder).mkdir(exist_ok=True)
+        nib.save(_nifti(array, affine), root / folder / f"{file}.nii.gz")
 
 
 def _write_msd_json(path: Path, labels: dict[str, str], num_cases: int, seed: int) -> None:
