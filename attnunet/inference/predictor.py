@@ -43,7 +43,9 @@ class PredictorSettings:
         (``auto`` values are resolved once, by :mod:`attnunet.utils.hardware`, when the
         :class:`Predictor` is built; ``Predictor.settings`` then holds the concrete ones.)
         overlap, sw_batch_size: sliding-window overrides (``None``: the checkpoint's).
-        tta: average the softmax over all 8 axis-flip combinations.
+        tta: average the softmax over all 8 axis-flip combinations; only for models trained with
+            flip augmentation (a model that never saw a mirrored abdomen misreads the flipped passes:
+            docs/benchmarks.md, sim-to-real).
         largest_component: keep only the largest connected component of a label: ``auto`` for the
             labels whose validation Dice it raised in training (stored in the checkpoint; none for
             older checkpoints and exported models without that record), ``True`` every label,
