@@ -7,7 +7,7 @@ neighbour, body crop: ``attnunet.data.transforms.preprocessing``, the one source
 foreground (every value above 0) is compared with itself grown and shrunk by one voxel (6-connected)
 and moved by one voxel along each axis. A prediction whose outline is as good as "right to within
 one voxel" scores about these Dice figures, so they bound what a validation Dice target asks for on
-thin structures such as the pancreas (docs/benchmarks.md, "Why not 0.80 in ten minutes").
+thin structures such as the pancreas (docs/benchmarks.md, "Why the default run stops near 0.70").
 """
 
 from __future__ import annotations
@@ -17,15 +17,11 @@ from pathlib import Path
 
 import monai.transforms as mt
 import numpy as np
+from overlay_figure import dice  # a sibling script (the scripts folder is on sys.path when run)
 from scipy import ndimage
 
 from attnunet.data.layouts import discover
 from attnunet.data.transforms import IMAGE, LABEL, PreprocessingSpec, preprocessing
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    both = int(a.sum()) + int(b.sum())
-    return 2 * int((a & b).sum()) / both if both else float("nan")
 
 
 def one_voxel_errors(mask: np.ndarray) -> dict[str, float]:

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -84,12 +85,13 @@ def write_dataset(
     labels = LABELS if lesions else {k: v for k, v in LABELS.items() if k != "2"}
     workers = min(num_cases, workers or len(os.sched_getaffinity(0)))
     try:
-        jobs = ([tmp] * num_cases, [layout] * num_cases, [seed] * num_cases, range(num_cases), [lesions] * num_cases)
+        write_case = partial(_write_case, tmp, layout, seed, lesions=lesions)
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
-                list(pool.map(_write_case, *jobs))  # list(): a worker's exception is raised here
+                list(pool.map(write_case, range(num_cases)))  # list(): a worker's exception is raised here
         else:
-            list(map(_write_case, *jobs))
+            for i in range(num_cases):
+                write_case(i)
         if layout == "msd":
             _write_msd_json(tmp / "dataset.json", labels, num_cases, seed)
         elif layout == "nnunet":
