@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from attnunet.data.datamodule import SegmentationDataModule
-from attnunet.data.synthetic import write_dataset
+from attnunet.phantom import write_dataset
 from attnunet.training.module import SegmentationModule
 from attnunet.utils.allocator import keep_freed_memory
 from attnunet.utils.hardware import has_fast_bf16

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir
-from attnunet.data.synthetic import write_dataset
+from attnunet.phantom import write_dataset
 
 DATA = Path(__file__).parent / "data"
 

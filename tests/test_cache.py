@@ -10,7 +10,7 @@ import torch
 
 from attnunet.data import transforms
 from attnunet.data.datamodule import SegmentationDataModule, WeightedCases
-from attnunet.data.synthetic import write_dataset
+from attnunet.phantom import write_dataset
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from attnunet.data.datamodule import SegmentationDataModule
-from attnunet.data.synthetic import write_dataset
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.inference.checkpoint import load_checkpoint
@@ -20,6 +19,7 @@ from attnunet.inference.configured import load_models, model_sources, predictor_
 from attnunet.inference.ensemble import EnsemblePredictor, mean_uncertainty, predictive_entropy
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.inference.runner import predict_cases
+from attnunet.phantom import write_dataset
 from tests.test_inference import CT, make_checkpoint
 
 LABELS = {0: "background", 1: "pancreas"}

@@ -11,9 +11,9 @@ from monai import transforms as mt
 from monai.data import MetaTensor
 
 from attnunet.data.layouts import discover
-from attnunet.data.synthetic import write_dataset
 from attnunet.data.transforms import IMAGE, PreprocessingSpec, preprocessing
 from attnunet.inference.regrid import axis_map, to_input_grid
+from attnunet.phantom import write_dataset
 from attnunet.utils.channels import argmax_channels
 
 DATA = Path(__file__).parent / "data"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from attnunet.data.synthetic import implants, make_case, reorient, write_dataset, writer
-from attnunet.data.synthetic.anatomy import Tissue, annotated_pancreas, make_anatomy
-from attnunet.data.synthetic.appearance import acquire, metal_streaks, sample_appearance
-from attnunet.data.synthetic.hardness import best_interval_dice
-from attnunet.data.synthetic.phantom import CAUDAL_MM, CRANIAL_MM, case_streams, scan_grid
+from attnunet.phantom import implants, make_case, reorient, write_dataset, writer
+from attnunet.phantom.anatomy import Tissue, annotated_pancreas, make_anatomy
+from attnunet.phantom.appearance import acquire, metal_streaks, sample_appearance
+from attnunet.phantom.case import CAUDAL_MM, CRANIAL_MM, case_streams, scan_grid
+from attnunet.phantom.hardness import best_interval_dice
 from attnunet.utils.atomic import NEW_FILE_MODE
 
 DATA = Path(__file__).parent / "data"
@@ -59,9 +59,10 @@ def world_z(affine: np.ndarray, n: int) -> np.ndarray:
 
 
 def test_same_seed_same_case_other_seed_other_case() -> None:
-    a_img, a_lab, a_aff = make_case(seed=1, index=0)
-    b_img, b_lab, b_aff = make_case(seed=1, index=0)
-    c_img, c_lab, _ = make_case(seed=2, index=0)
+    a_img, a_lab, a_aff, a_tis = make_case(seed=1, index=0)
+    b_img, b_lab, b_aff, b_tis = make_case(seed=1, index=0)
+    c_img, c_lab, _, _ = make_case(seed=2, index=0)
+    np.testing.assert_array_equal(a_tis, b_tis)
     np.testing.assert_array_equal(a_img, b_img)
     np.testing.assert_array_equal(a_lab, b_lab)
     np.testing.assert_array_equal(a_aff, b_aff)
@@ -69,7 +70,7 @@ def test_same_seed_same_case_other_seed_other_case() -> None:
 
 
 def test_case_is_abdominal_ct_in_hounsfield_units(cases) -> None:
-    for image, label, affine in cases:
+    for image, label, affine, _ in cases:
         assert image.dtype == np.int16 and label.dtype == np.uint8
         assert image.min() <= -900 and image.max() >= 400  # air/gas and bone
         assert set(np.unique(label)) == {0, 1}
@@ -136,7 +137,7 @@ def test_pancreas_lies_among_its_real_neighbours(seed: int) -> None:
 def test_pancreas_intensities_overlap_its_neighbours(cases) -> None:
     """The gland's median HU lies inside the 10-90 % HU range of some large neighbour (liver,
     spleen, bowel, vessels or muscle within 2 cm) in every case."""
-    for image, label, affine in cases:
+    for image, label, affine, _ in cases:
         pancreas = label == 1
         spacing = np.abs(np.diag(affine)[:3])
         near = ndimage.binary_dilation(pancreas, iterations=int(20 / spacing.min())) & ~pancreas
@@ -192,7 +193,7 @@ def test_label_outlines_the_parenchyma_not_the_fat_beside_it() -> None:
 
 
 def test_reorient_keeps_world_coordinates(cases) -> None:
-    image, label, affine = cases[0]
+    image, label, affine, _ = cases[0]
     for code in ("LPS", "SRA", "PLI"):
         img2, lab2, aff2 = reorient(image, label, affine, code)
         assert nib.aff2axcodes(aff2) == tuple(code)
@@ -265,11 +266,11 @@ def test_field_of_view_runs_from_the_lung_bases_to_the_pelvis() -> None:
 
 
 def test_rendered_cases_cover_the_pancreas_and_far_beyond(cases, pelvic_case) -> None:
-    for image, label, affine in cases:
+    for image, label, affine, _ in cases:
         z = world_z(affine, image.shape[2])
         centroid = z[np.argwhere(label == 1)[:, 2]].mean()
         assert z[0] < centroid - 40 and z[-1] > centroid + 40
-    image, label, affine = pelvic_case
+    image, label, affine, _ = pelvic_case
     z = world_z(affine, image.shape[2])
     assert z[0] <= z[np.argwhere(label == 1)[:, 2]].mean() - 200
 

@@ -6,8 +6,8 @@ import hydra
 from omegaconf import DictConfig
 
 from attnunet.cli.common import config_dir, report_errors
-from attnunet.data.synthetic import write_dataset
 from attnunet.errors import AttnUNetError
+from attnunet.phantom import write_dataset
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="synth")

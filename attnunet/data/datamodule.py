@@ -16,12 +16,13 @@ from monai.data import DataLoader, Dataset, list_data_collate, partition_dataset
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import DistributedSampler
 
-from attnunet.data import synthetic
+from attnunet import phantom
 from attnunet.data.cache import cache_key, cached_dataset
 from attnunet.data.datalist import Case, apply_split, kfold_splits, read_splits, split_cases
 from attnunet.data.labels import merge_labels
 from attnunet.data.layouts import CaseList, discover
 from attnunet.data.transforms import (
+    LABEL,
     VAL_WEIGHT,
     AugmentationSpec,
     PreprocessingSpec,
@@ -29,6 +30,7 @@ from attnunet.data.transforms import (
     training_sampling,
 )
 from attnunet.errors import AttnUNetError
+from attnunet.phantom.randomize import TISSUE, AppearanceSpec, patch_randomization
 from attnunet.utils.atomic import write_text_atomically
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         augmentation: fields of :class:`~attnunet.data.transforms.AugmentationSpec`.
         synthetic: when given (``num_cases``, ``seed``, ``lesions``) and ``root`` holds no
             dataset yet, the synthetic phantom set is generated there first.
+        appearance: fields of :class:`~attnunet.phantom.randomize.AppearanceSpec`: render every
+            training patch anew from the case's tissue map (the phantoms' ``tissuesTr/``);
+            ``None``: train on the images as stored. Validation always uses the stored images.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         num_workers: int = 1,
         augmentation: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
+        appearance: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -118,6 +124,12 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.augmentation = AugmentationSpec(**(augmentation or {}))
         self.synthetic = synthetic
+        self.appearance = None if appearance is None else AppearanceSpec.from_dict(dict(appearance))
+        if self.appearance is not None and (self.spec.spacing is None or self.spec.normalization != "window"):
+            raise AttnUNetError(
+                "data.appearance renders patches on a fixed grid with the HU window: it needs "
+                "data.preprocessing.spacing set and normalization=window"
+            )
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         # {"train": [case ids], "val": [case ids]} of the whole run (all ranks), set by setup();
@@ -129,7 +141,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         """Generate the synthetic set on first use (runs once per node)."""
         if self.synthetic is not None and not self.dataset_json.exists():
             log.info("Generating the synthetic pancreas CT set in %s", self.root)
-            synthetic.write_dataset(self.root, **self.synthetic)
+            phantom.write_dataset(self.root, **self.synthetic)
 
     @functools.cached_property
     def case_list(self) -> CaseList:
@@ -176,14 +188,43 @@ class SegmentationDataModule(pl.LightningDataModule):
             )[rank]
             val, weights = validation_share(val, rank, world)
             self.partitioned = True
-        base = self.base_transforms()
-        sampling = training_sampling(
-            self.patch_size, self.samples_per_volume, self.positive_fraction, self.augmentation
+        maps = [] if self.appearance is None else [TISSUE]
+        train_steps = preprocessing(
+            self.spec, num_labels=len(self.case_list.labels), label_lookup=self.label_lookup, maps=maps
+        ) + training_sampling(
+            self.patch_size,
+            self.samples_per_volume,
+            self.positive_fraction,
+            self.augmentation,
+            maps=maps,
+            patch_steps=self._patch_steps(),
         )
-        self.train_set = self._dataset(train, base + sampling, {"patch_size": self.patch_size})
-        self.val_set = self._dataset(val, base, {})
+        train = [self._with_tissue(c) for c in train] if maps else train
+        self.train_set = self._dataset(train, train_steps, {"patch_size": self.patch_size, "maps": maps})
+        self.val_set = self._dataset(val, self.base_transforms(), {})
         if self.partitioned:
             self.val_set = WeightedCases(self.val_set, weights)
+
+    def _patch_steps(self) -> functools.partial | None:
+        """``ndim -> steps`` rendering each patch from its tissue map, or None (picklable for workers)."""
+        if self.appearance is None:
+            return None
+        assert self.spec.spacing is not None
+        return functools.partial(
+            patch_randomization, self.appearance, self.spec.spacing, self.spec.intensity_window, LABEL
+        )
+
+    def _with_tissue(self, case: Case) -> Case:
+        """``case`` with its tissue map: ``<root>/<appearance.tissue_dir>/<label file name>``."""
+        assert self.appearance is not None
+        path = self.root / self.appearance.tissue_dir / Path(case["label"]).name
+        if not path.is_file():
+            raise AttnUNetError(
+                "data.appearance needs a tissue map per case (the phantom set's tissuesTr/); "
+                "set data.appearance=null for data without one",
+                path,
+            )
+        return {**case, TISSUE: str(path)}
 
     def _dataset(self, cases: list[Case], steps: list[mt.MapTransform], extra: dict[str, Any]) -> Dataset:
         settings = {

@@ -8,7 +8,7 @@ the recorded operations to put predictions back on the input grid (``inference/r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -243,6 +243,7 @@ def loading(
     num_labels: int | None = None,
     label_lookup: dict[int, int] | None = None,
     keep_input_as: str | None = None,
+    maps: Sequence[str] = (),
 ) -> list[mt.MapTransform]:
     """Inspect header -> load -> drop singleton axes -> validate -> merge labels -> channel first ->
     reorient -> same grid.
@@ -252,26 +253,31 @@ def loading(
     ``orientation``, image in HU, labels checked against ``num_labels`` and relabelled by
     ``label_lookup`` when it merges classes. ``keep_input_as``: also keep the image as read and
     checked, ``(X, Y, Z)`` in HU and storage order, under that key (inference previews reuse it
-    instead of reading the file again).
+    instead of reading the file again). ``maps``: further integer maps on the label's grid (the
+    phantoms' tissue maps), read, checked and reoriented like a label but kept out of the label
+    map's value check and relabelling.
     """
-    keys = list(keys)
+    keys, maps = list(keys), list(maps)
+    every = keys + maps
     steps: list[mt.MapTransform] = [
-        InspectHeaderd(keys),
-        load_images(keys),
-        DropTrailingSingletonsd(keys),
+        InspectHeaderd(every),
+        load_images(every),
+        DropTrailingSingletonsd(every),
         ValidateVolumed(keys, num_labels),
     ]
+    if maps:
+        steps.append(ValidateVolumed([keys[0], *maps], None))
     if keep_input_as is not None:
         steps.append(mt.CopyItemsd(keys[0], names=keep_input_as))
     if label_lookup and len(keys) > 1 and any(k != v for k, v in label_lookup.items()):
         old, new = zip(*sorted(label_lookup.items()), strict=True)
         steps.append(mt.MapLabelValued(keys[1:], orig_labels=list(old), target_labels=list(new)))
     steps += [
-        mt.EnsureChannelFirstd(keys, channel_dim="no_channel"),
-        mt.Orientationd(keys, axcodes=orientation, labels=None),
+        mt.EnsureChannelFirstd(every, channel_dim="no_channel"),
+        mt.Orientationd(every, axcodes=orientation, labels=None),
     ]
-    if len(keys) > 1:
-        steps.append(SameGridd(keys))
+    if len(every) > 1:
+        steps.append(SameGridd(every))
     return steps
 
 
@@ -281,6 +287,7 @@ def preprocessing(
     num_labels: int | None = None,
     label_lookup: dict[int, int] | None = None,
     keep_input_as: str | None = None,
+    maps: Sequence[str] = (),
 ) -> list[mt.MapTransform]:
     """Inspect header -> load -> validate -> merge labels -> channel first -> reorient -> resample ->
     crop to body -> HU window (``keep_input_as``: see :func:`loading`).
@@ -289,17 +296,19 @@ def preprocessing(
     neighbour resampling, values checked against ``num_labels``, then relabelled by
     ``label_lookup`` when it merges classes). Output: ``image`` float32
     ``(1, X, Y, Z)`` in [0, 1] and labels ``(1, X, Y, Z)`` uint8, as MetaTensors that record the
-    applied operations (so inference can map predictions back to the input grid).
+    applied operations (so inference can map predictions back to the input grid). ``maps``
+    (see :func:`loading`) are resampled and cropped as labels are, and end ``(1, X, Y, Z)`` uint8.
     """
     keys = list(keys)
-    modes = ["bilinear"] + ["nearest"] * (len(keys) - 1)
-    steps = loading(keys, spec.orientation, num_labels, label_lookup, keep_input_as)
+    every = keys + list(maps)
+    modes = ["bilinear"] + ["nearest"] * (len(every) - 1)
+    steps = loading(keys, spec.orientation, num_labels, label_lookup, keep_input_as, maps)
     if spec.spacing is not None:
-        steps.append(mt.Spacingd(keys, pixdim=spec.spacing, mode=modes))
+        steps.append(mt.Spacingd(every, pixdim=spec.spacing, mode=modes))
     if spec.crop_foreground:
         steps.append(
             mt.CropForegroundd(
-                keys,
+                every,
                 source_key=keys[0],
                 select_fn=BodyMask(spec.body_threshold_hu),
                 margin=spec.margin,
@@ -311,8 +320,8 @@ def preprocessing(
     if spec.normalization == "zscore":
         steps.append(mt.NormalizeIntensityd(keys[0]))
     steps.append(mt.EnsureTyped(keys[0], dtype=torch.float32))
-    if len(keys) > 1:
-        steps.append(mt.EnsureTyped(keys[1:], dtype=torch.uint8))
+    if len(every) > 1:
+        steps.append(mt.EnsureTyped(every[1:], dtype=torch.uint8))
     return steps
 
 
@@ -329,15 +338,23 @@ class AugmentationSpec:
 
 
 def training_sampling(
-    patch_size: Sequence[int], samples_per_volume: int, positive_fraction: float, aug: AugmentationSpec
+    patch_size: Sequence[int],
+    samples_per_volume: int,
+    positive_fraction: float,
+    aug: AugmentationSpec,
+    maps: Sequence[str] = (),
+    patch_steps: Callable[[int], Sequence[mt.MapTransform]] | None = None,
 ) -> list[mt.MapTransform]:
     """Patch sampling (foreground-centred with ``positive_fraction``) and augmentation.
 
     Appended after :func:`preprocessing`; everything before this is deterministic and cached.
     A ``patch_size`` ending in 1 (e.g. ``(160, 160, 1)``) samples axial slices for a 2D network:
-    patches are then ``(1, H, W)`` instead of ``(1, H, W, D)``.
+    patches are then ``(1, H, W)`` instead of ``(1, H, W, D)``. ``maps`` (see :func:`loading`) are
+    cropped and moved with the label; ``patch_steps(ndim)`` gives steps run on each patch after the
+    geometric augmentation and before the intensity one (the phantoms' per-patch rendering), after
+    which the maps are dropped.
     """
-    keys = [IMAGE, LABEL]
+    keys = [IMAGE, LABEL, *maps]
     pos = positive_fraction
     fg, bg = f"{LABEL}_fg_indices", f"{LABEL}_bg_indices"
     steps: list[mt.MapTransform] = [
@@ -367,12 +384,16 @@ def training_sampling(
                 prob=aug.affine_prob,
                 rotate_range=[np.deg2rad(aug.rotate_degrees)] * (1 if dims == 2 else 3),
                 scale_range=[aug.scale_range] * dims,
-                mode=["bilinear", "nearest"],
+                mode=["bilinear"] + ["nearest"] * (len(keys) - 1),
                 padding_mode="zeros",
             )
         )
     if aug.flip_prob > 0:
         steps += [mt.RandFlipd(keys, prob=aug.flip_prob, spatial_axis=a) for a in range(dims)]
+    if patch_steps is not None:
+        steps += list(patch_steps(dims))
+    if maps:
+        steps.append(mt.DeleteItemsd(list(maps)))
     if aug.intensity_prob > 0:
         steps += [
             mt.RandScaleIntensityd(IMAGE, factors=0.1, prob=aug.intensity_prob),
@@ -380,5 +401,5 @@ def training_sampling(
         ]
     if aug.noise_prob > 0:
         steps.append(mt.RandGaussianNoised(IMAGE, prob=aug.noise_prob, std=0.02))
-    steps.append(mt.EnsureTyped(keys, dtype=[torch.float32, torch.long], track_meta=False))
+    steps.append(mt.EnsureTyped([IMAGE, LABEL], dtype=[torch.float32, torch.long], track_meta=False))
     return steps

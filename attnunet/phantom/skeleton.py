@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnunet.data.synthetic.canvas import Canvas, Tissue, resample
+from attnunet.phantom.canvas import Canvas, Tissue, resample
 
 T = Tissue
 RIB_ON = (T.MUSCLE, T.VISCERAL_FAT, T.SUBCUTANEOUS_FAT)

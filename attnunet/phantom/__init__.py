@@ -4,12 +4,23 @@
 lower abdomen or pelvis) with the pancreas among its real neighbours, shapes bent by a random
 elastic deformation, painted with ``canvas`` and the regions of ``skeleton``, ``lower_abdomen`` and
 ``thorax``; ``appearance``: contrast phase, per-tissue HU and texture, partial volume, point spread,
-bias and noise (domain randomisation calibrated on real CT); ``phantom``: one case and its field of
+bias and noise (domain randomisation calibrated on real CT); ``randomize``: the same drawn anew for every
+training patch from the stored tissue map, most of it at random (sim-to-real); ``case``: one case and its field of
 view; ``hardness``: the best single-HU-interval baseline; ``writer``: the layouts.
 Generation is deterministic in the seed: case ``i`` depends only on ``(seed, i)``.
 """
 
-from attnunet.data.synthetic.phantom import GENERATOR_VERSION, make_case
-from attnunet.data.synthetic.writer import LABELS, LAYOUTS, ORIENTATIONS, reorient, write_dataset
+from attnunet.phantom.case import GENERATOR_VERSION, PhantomCase, make_case
+from attnunet.phantom.writer import LABELS, LAYOUTS, ORIENTATIONS, TISSUE_DIR, reorient, write_dataset
 
-__all__ = ["GENERATOR_VERSION", "LABELS", "LAYOUTS", "ORIENTATIONS", "make_case", "reorient", "write_dataset"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "LABELS",
+    "LAYOUTS",
+    "ORIENTATIONS",
+    "TISSUE_DIR",
+    "PhantomCase",
+    "make_case",
+    "reorient",
+    "write_dataset",
+]

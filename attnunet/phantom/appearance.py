@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from attnunet.data.synthetic.canvas import Tissue, among, smooth, upsample
+from attnunet.phantom.canvas import Tissue, among, smooth, upsample
 
 T = Tissue
 PHASES = ("non_contrast", "arterial", "portal_venous")

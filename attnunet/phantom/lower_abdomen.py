@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnunet.data.synthetic.canvas import Canvas, Tissue, random_walk, resample
-from attnunet.data.synthetic.skeleton import Body
+from attnunet.phantom.canvas import Canvas, Tissue, random_walk, resample
+from attnunet.phantom.skeleton import Body
 
 T = Tissue
 Point = tuple[float, float, float] | np.ndarray  # world mm

@@ -6,10 +6,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from attnunet.data.synthetic.anatomy import make_anatomy
-from attnunet.data.synthetic.appearance import acquire, render, sample_appearance
+from attnunet.phantom.anatomy import make_anatomy
+from attnunet.phantom.appearance import acquire, render, sample_appearance
 
-GENERATOR_VERSION = 5  # v5: v4's images, the label outlines the parenchyma (anatomy.annotated_pancreas)
+GENERATOR_VERSION = 6  # v6: v5's images and labels, plus each case's tissue map (per-patch appearance)
 V2_STREAM = 2  # random stream of everything generator v2 drew: a v3 case keeps its v2 case's pancreas
 V3_STREAM = 3  # what v3 added (the longer field of view)
 V4_STREAM = 4  # what v4 added (metal implants, steatosis, streak strength)
@@ -17,6 +17,15 @@ SLICE_THICKNESS_MM = (2.0, 2.5, 3.0, 4.0, 5.0)
 CRANIAL_MM = (60.0, 140.0)  # scan end above the pancreas level (mm)
 CAUDAL_MM = (60.0, 260.0)  # scan end below it
 Axes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class PhantomCase(NamedTuple):
+    """One generated case in canonical RAS voxel order, all arrays ``(X, Y, Z)`` on the acquired grid."""
+
+    image: np.ndarray  # int16 HU
+    label: np.ndarray  # uint8: 0 background, 1 pancreas (2 lesion when asked for)
+    affine: np.ndarray  # 4x4 voxel-to-world (mm)
+    tissue: np.ndarray  # uint8 :class:`~attnunet.phantom.canvas.Tissue` class per voxel
 
 
 class ScanGrid(NamedTuple):
@@ -29,17 +38,15 @@ class ScanGrid(NamedTuple):
     core_z: np.ndarray  # generator v2's fine z axis, as v2 computed it (inside ``axes[2]``)
 
 
-def make_case(
-    seed: int, index: int, lesions: bool = False, phase: str | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_case(seed: int, index: int, lesions: bool = False, phase: str | None = None) -> PhantomCase:
     """Generate one case in canonical RAS voxel order; depends only on ``(seed, index)``.
 
     Args:
         phase: force a contrast phase (``non_contrast``, ``arterial``, ``portal_venous``); random when None.
 
     Returns:
-        image ``(X, Y, Z)`` int16 in HU, label ``(X, Y, Z)`` uint8 (0/1, 2 with lesions) and the
-        4x4 voxel-to-world affine.
+        image, label, affine and the tissue map the image was rendered from (the middle fine
+        slice of each acquired slice), from which training can render the case anew per patch.
     """
     rng, extra = case_streams(seed, index)
     added = np.random.default_rng([seed, index, V4_STREAM])
@@ -55,7 +62,8 @@ def make_case(
     affine = np.diag([in_plane, in_plane, thickness, 1.0])
     # Voxel centre of acquired slice k is the centre of its slab of fine slices.
     affine[:3, 3] = [axes[0][0], axes[1][0], axes[2][0] + 0.5 * thickness * (1 - 1 / slab)]
-    return image, label, affine
+    tissue = anatomy.tissue[..., slab // 2 :: slab][..., : label.shape[2]]
+    return PhantomCase(image, label, affine, np.ascontiguousarray(tissue))
 
 
 def case_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:

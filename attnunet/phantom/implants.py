@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnunet.data.synthetic.canvas import Canvas, Tissue
-from attnunet.data.synthetic.skeleton import DISC_PITCH, Body
+from attnunet.phantom.canvas import Canvas, Tissue
+from attnunet.phantom.skeleton import DISC_PITCH, Body
 
 T = Tissue
 HIP_PROSTHESIS_PROBABILITY = 0.12  # per case (one side; a fifth of them both sides)

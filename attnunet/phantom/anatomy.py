@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from attnunet.data.synthetic import implants, lower_abdomen, skeleton, thorax
-from attnunet.data.synthetic.canvas import Canvas, Tissue, among, densify, random_walk, resample, smooth
+from attnunet.phantom import implants, lower_abdomen, skeleton, thorax
+from attnunet.phantom.canvas import Canvas, Tissue, among, densify, random_walk, resample, smooth
 from attnunet.utils.geometry import bounding_box
 
 

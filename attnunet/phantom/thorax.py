@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from attnunet.data.synthetic.canvas import Canvas, Tissue, resample
-from attnunet.data.synthetic.skeleton import Body
+from attnunet.phantom.canvas import Canvas, Tissue, resample
+from attnunet.phantom.skeleton import Body
 
 T = Tissue
 Dome = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x, y) mm -> height (mm) of the diaphragm's top
