@@ -69,6 +69,8 @@ def test_sidecar_is_plain_json_describing_the_model(fmt: str, exported: dict[str
     assert info["preprocessing"] == ckpt.preprocessing.to_dict()
     assert info["sliding_window"] == ckpt.sliding_window.to_dict()
     assert info["model"] == ckpt.meta["model"]
+    assert info["flip_axes"] == ckpt.meta["flip_axes"] == [0, 1, 2]
+    assert load_exported(exported[fmt]).meta["flip_axes"] == [0, 1, 2]  # so flip TTA may use them
     assert info["input"]["shape"] == ["batch", 1, 32, 32, 32]
     assert info["output"]["shape"] == ["batch", 2, 32, 32, 32]
     assert info["verification"]["max_abs_logit_diff"] < 1e-3

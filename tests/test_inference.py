@@ -31,8 +31,11 @@ DATA = Path(__file__).parent / "data"
 CT = DATA / "abdomen_ct.nii.gz"
 
 
-def make_checkpoint(path: Path, labels: dict[int, str], spacing=(4.0, 4.0, 4.0)) -> Path:
-    """A checkpoint with the structure Lightning writes (state_dict + our description)."""
+def make_checkpoint(
+    path: Path, labels: dict[int, str], spacing=(4.0, 4.0, 4.0), flip_axes: tuple[int, ...] = (0, 1, 2)
+) -> Path:
+    """A checkpoint with the structure Lightning writes (state_dict + our description), of a model
+    trained mirrored along ``flip_axes``."""
     torch.manual_seed(0)
     module = SegmentationModule(
         model={"name": "attention_unet", "channels": [4, 8, 16]},
@@ -40,6 +43,7 @@ def make_checkpoint(path: Path, labels: dict[int, str], spacing=(4.0, 4.0, 4.0))
         preprocessing={"spacing": list(spacing), "intensity_window": [-175, 250]},
         sliding_window={"roi_size": [32, 32, 32], "overlap": 0.25, "sw_batch_size": 4},
         optimizer={"_target_": "torch.optim.AdamW", "_partial_": True},
+        flip_axes=flip_axes,
     )
     torch.save({"state_dict": module.state_dict(), "attnunet": module.describe()}, path)
     return path
@@ -337,6 +341,33 @@ def test_flip_tta_averages_the_unflipped_predictions(checkpoint: Path) -> None:
         got, _ = tta._probabilities(x)
     torch.testing.assert_close(got, expected / 8, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(got, plain._probabilities(x)[0], atol=1e-3)
+
+
+def test_flip_tta_flips_only_along_the_axes_the_model_was_trained_mirrored(tmp_path: Path) -> None:
+    one_axis = load_checkpoint(make_checkpoint(tmp_path / "x.ckpt", {0: "background", 1: "pancreas"}, flip_axes=(0,)))
+    plain = Predictor(one_axis, PredictorSettings(precision="fp32"))
+    tta = Predictor(one_axis, PredictorSettings(precision="fp32", tta=True))
+    x = plain.preprocess(CT).as_tensor()[None]
+    with torch.inference_mode():
+        mirrored = predict_logits(plain.net, torch.flip(x, (2,)), plain.window)
+        expected = (
+            torch.softmax(predict_logits(plain.net, x, plain.window), 1) + torch.flip(mirrored.softmax(1), (2,))
+        ) / 2
+        got, _ = tta._probabilities(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_flip_tta_is_refused_for_a_model_trained_without_flips(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path / "noflip.ckpt", {0: "background", 1: "pancreas"}, flip_axes=())
+    with pytest.raises(AttnUNetError, match="tta=true needs a model trained with flip augmentation") as e:
+        Predictor(load_checkpoint(path), PredictorSettings(precision="fp32", tta=True))
+    assert "noflip.ckpt" in str(e.value)
+    Predictor(load_checkpoint(path), PredictorSettings(precision="fp32"))  # without TTA it runs
+    result = run_cli(
+        "infer", [f"ckpt_path={path}", f"input={CT}", f"output_dir={tmp_path / 'out'}", "tta=true"], tmp_path
+    )
+    assert result.returncode != 0 and "tta=true needs a model trained with flip augmentation" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_largest_component_leaves_one_blob_per_label(checkpoint: Path) -> None:

@@ -240,7 +240,7 @@ def test_cases_written_side_by_side_are_the_serial_ones(tmp_path: Path) -> None:
 
 
 def test_a_failing_case_leaves_no_dataset_behind(tmp_path: Path, monkeypatch) -> None:
-    def broken(seed: int, index: int, lesions: bool = False):
+    def broken(seed: int, index: int, lesions: bool = False, phase: str | None = None):
         raise RuntimeError(f"case {index} failed")
 
     monkeypatch.setattr(writer, "make_case", broken)  # the worker processes are forked with it

@@ -257,3 +257,23 @@ def test_bad_setting_is_a_one_line_error_naming_its_group(setting: str, message:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
+
+
+def test_fine_tuning_starts_from_another_runs_weights_and_records_its_flips(smoke_run, tmp_path: Path) -> None:
+    run, _, cache = smoke_run
+    source = run / "checkpoints" / "best.ckpt"
+    args = ["train", "experiment=smoke", f"init_weights={source}", "freeze_encoder_epochs=1", "trainer.max_epochs=1"]
+    result = attnunet([*args, "data.augmentation.flip_prob=0.5"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    n = len(load_checkpoint(source).net.state_dict())
+    assert f"init_weights: loaded {n} of {n} tensors from {source}" in result.stdout
+    tuned = next((tmp_path / "outputs" / "train").iterdir()) / "checkpoints" / "last.ckpt"
+    before, after = load_checkpoint(source).net.state_dict(), load_checkpoint(tuned).net.state_dict()
+    assert torch.equal(before["encoder.0.0.weight"], after["encoder.0.0.weight"])  # frozen in its one epoch
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    assert load_checkpoint(tuned).meta["flip_axes"] == [0, 1, 2] and load_checkpoint(source).meta["flip_axes"] == []
+
+    wider = attnunet(
+        ["train", "experiment=smoke", f"init_weights={source}", "model.channels=[8,16,32]"], tmp_path, cache
+    )
+    assert wider.returncode == 1 and "init_weights: another architecture: channels=[4, 8, 16]" in wider.stderr

@@ -21,6 +21,7 @@ def main(cfg: DictConfig) -> None:
             lesions=cfg.lesions,
             layout=cfg.layout,
             workers=cfg.workers,
+            phase=cfg.phase,
         )
     except (FileExistsError, ValueError) as e:
         raise AttnUNetError(str(e)) from None

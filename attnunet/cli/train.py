@@ -15,6 +15,7 @@ from attnunet.cli.common import config_dir, log, report_errors, settings_of, tun
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import count_parameters
 from attnunet.training.checkpoint_io import AtomicCheckpointIO
+from attnunet.training.init_weights import FreezeEncoder, load_initial_weights
 from attnunet.training.module import SegmentationModule
 from attnunet.utils.hardware import resolve_channels_last, resolve_precision, training_device_type
 
@@ -69,10 +70,16 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
             loss=OmegaConf.to_container(cfg.loss, resolve=True),
             channels_last=resolve_channels_last(cfg.performance.channels_last, device_type),
             compile=bool(cfg.performance.get("compile", False)),
+            flip_axes=datamodule.flip_axes,
         )
     log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)
+    resume = resolve_checkpoint(cfg.ckpt_path, run_dir)
+    if cfg.init_weights and resume is None:  # a resumed (requeued) run continues from its own weights
+        print(load_initial_weights(module.net, cfg.init_weights, model_cfg), flush=True)
     with settings_of("callbacks"):
         callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    if cfg.freeze_encoder_epochs:
+        callbacks.append(FreezeEncoder(int(cfg.freeze_encoder_epochs)))
     with settings_of("logger"):
         loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
     with settings_of("trainer", MisconfigurationException):
@@ -80,7 +87,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
         trainer: pl.Trainer = instantiate(
             cfg.trainer, callbacks=callbacks, logger=loggers, precision=precision, plugins=[AtomicCheckpointIO()]
         )
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg.ckpt_path, run_dir), weights_only=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     best = next((c for c in trainer.checkpoint_callbacks if c.monitor is not None), None)  # not last.ckpt's
     path = best.best_model_path if best is not None else ""
     score = float(best.best_model_score) if best is not None and best.best_model_score is not None else None

@@ -164,6 +164,13 @@ class SegmentationDataModule(pl.LightningDataModule):
         return self._merged[0]
 
     @property
+    def flip_axes(self) -> list[int]:
+        """Spatial axes training patches are mirrored along (none unless ``augmentation.flip_prob`` > 0)."""
+        if self.augmentation.flip_prob <= 0:
+            return []
+        return [0, 1] if self.patch_size[-1] == 1 else [0, 1, 2]
+
+    @property
     def label_lookup(self) -> dict[int, int]:
         """Dataset label value -> training label value (identity unless ``merge_labels`` is set)."""
         return self._merged[1]

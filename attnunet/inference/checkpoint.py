@@ -29,6 +29,7 @@ class LoadedModel:
     preprocessing: PreprocessingSpec
     sliding_window: SlidingWindowSpec
     meta: dict[str, Any]
+    source: Path | None = None  # the checkpoint or exported file (named in errors)
 
 
 def read_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -77,4 +78,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         preprocessing=PreprocessingSpec.from_dict(meta["preprocessing"]),
         sliding_window=SlidingWindowSpec.from_dict(meta["sliding_window"]),
         meta=meta,
+        source=Path(path).expanduser(),
     )

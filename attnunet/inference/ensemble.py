@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import LoadedModel
-from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.inference.predictor import Predictor, PredictorSettings, tta_flip_axes
 
 # Voxels counted in a case's mean uncertainty: where the averaged softmax gives foreground at least
 # this probability (the region a reviewer looks at; elsewhere the entropy is ~0 and would only dilute).
@@ -31,6 +32,10 @@ class EnsemblePredictor(Predictor):
         self.models = list(models)  # replaces the base class's [models[0]]
         # Each member prepared as the base class prepares its one network (device, format, compile).
         self.nets = [self.net, *(Predictor(m, self.settings).net for m in models[1:])]
+        if self.settings.tta:  # flips every member was trained with (each member checked its own)
+            self.flip_axes = sorted(set.intersection(*(set(tta_flip_axes(m)) for m in models)))
+            if not self.flip_axes:
+                raise AttnUNetError("tta=true: the ensemble's members were trained mirrored along no common axis")
 
     def _probabilities(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean over members of their (TTA-averaged) softmax ``(1, K, *S)``; the first member's maps."""

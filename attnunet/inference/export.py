@@ -128,6 +128,7 @@ def export_model(ckpt_path: str | Path, fmt: str, output: str | Path | None = No
             "sliding_window": model.sliding_window.to_dict(),
             "model": meta["model"],
             "postprocessing": meta.get("postprocessing") or {},
+            "flip_axes": list(meta.get("flip_axes") or []),
             "checkpoint": {
                 "file": ckpt_path.name,
                 "format": meta.get("format"),
@@ -169,6 +170,7 @@ def load_exported(model_file: str | Path) -> LoadedModel:
         shape_in, shape_out = list(info["input"]["shape"]), list(info["output"]["shape"])
         model_desc, ckpt_info = dict(info["model"]), dict(info.get("checkpoint") or {})
         postprocessing = dict(info.get("postprocessing") or {})
+        flip_axes = [int(a) for a in info.get("flip_axes") or []]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise AttnUNetError(f"malformed sidecar ({type(e).__name__}: {e})", side) from None
     if version > EXPORT_FORMAT:
@@ -192,9 +194,12 @@ def load_exported(model_file: str | Path) -> LoadedModel:
         "sliding_window": window.to_dict(),
         "split": ckpt_info.get("split"),
         "postprocessing": postprocessing,
+        "flip_axes": flip_axes,
         "export": {k: info.get(k) for k in ("format", "model_file", "sha256", "attnunet_version", "attnunet_export")},
     }
-    return LoadedModel(net=net, labels=labels, preprocessing=preprocessing, sliding_window=window, meta=meta)
+    return LoadedModel(
+        net=net, labels=labels, preprocessing=preprocessing, sliding_window=window, meta=meta, source=model_file
+    )
 
 
 class ExportedNet(nn.Module):

@@ -17,7 +17,7 @@ from monai import transforms as mt
 from monai.data import MetaTensor
 
 from attnunet.data.transforms import IMAGE, preprocessing
-from attnunet.errors import as_user_error
+from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.inference.checkpoint import LoadedModel
 from attnunet.inference.postprocessing import foreground_labels, keep_largest_component, resolve_largest_component
 from attnunet.inference.regrid import network_box, to_input_grid
@@ -43,9 +43,9 @@ class PredictorSettings:
         (``auto`` values are resolved once, by :mod:`attnunet.utils.hardware`, when the
         :class:`Predictor` is built; ``Predictor.settings`` then holds the concrete ones.)
         overlap, sw_batch_size: sliding-window overrides (``None``: the checkpoint's).
-        tta: average the softmax over all 8 axis-flip combinations; only for models trained with
-            flip augmentation (a model that never saw a mirrored abdomen misreads the flipped passes:
-            docs/benchmarks.md, sim-to-real).
+        tta: average the softmax over every combination of flips along the axes the model was
+            trained mirrored along (its checkpoint's ``flip_axes``); refused for a model trained
+            without flips, which misreads a mirrored abdomen (docs/results.md, sim-to-real).
         largest_component: keep only the largest connected component of a label: ``auto`` for the
             labels whose validation Dice it raised in training (stored in the checkpoint; none for
             older checkpoints and exported models without that record), ``True`` every label,
@@ -113,6 +113,18 @@ def alpha_codes(alpha: torch.Tensor) -> np.ndarray:
     return alpha.mul(ALPHA_STEPS).clamp_(0, ALPHA_STEPS).add_(0.5).to(torch.uint8).numpy()
 
 
+def tta_flip_axes(model: LoadedModel) -> list[int]:
+    """The spatial axes ``model`` was trained mirrored along, which flip TTA may use; refused when none."""
+    axes = sorted({int(a) for a in model.meta.get("flip_axes") or []})
+    if not axes:
+        raise AttnUNetError(
+            "tta=true needs a model trained with flip augmentation (data.augmentation.flip_prob > 0); "
+            "this one was not, so it would misread the flipped scans: leave tta off",
+            model.source,
+        )
+    return axes
+
+
 class Predictor:
     """Runs one loaded model on image files, exactly as validation ran it in training."""
 
@@ -130,6 +142,7 @@ class Predictor:
         if self.settings.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got {settings.precision!r}")
         resolve_largest_component(self.settings.largest_component, [], [])  # a bad value fails here, early
+        self.flip_axes = tta_flip_axes(model) if self.settings.tta else []
         wanted = self.settings.channels_last and model.net.spatial_dims == 3
         fmt = torch.channels_last_3d if wanted else torch.contiguous_format
         # Channels-last weights make oneDNN/cuDNN produce channels-last activations throughout.
@@ -227,7 +240,8 @@ class Predictor:
             logits, maps = predict_logits(self.net, x, self.window), {}
         probs = torch.softmax(logits.float(), 1)
         if self.settings.tta:
-            flips = [axes for n in range(1, 4) for axes in itertools.combinations((2, 3, 4), n)]
+            dims = [2 + a for a in self.flip_axes]  # (B, C, *S): spatial axis a is tensor dim 2 + a
+            flips = [axes for n in range(1, len(dims) + 1) for axes in itertools.combinations(dims, n)]
             for axes in flips:
                 flipped = predict_logits(self.net, torch.flip(x, axes), self.window)
                 probs += torch.flip(torch.softmax(flipped.float(), 1), axes)

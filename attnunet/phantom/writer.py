@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from attnunet.data.dicom_writer import write_series
+from attnunet.phantom.appearance import PHASES
 from attnunet.phantom.case import GENERATOR_VERSION, make_case
 from attnunet.utils.atomic import NEW_FILE_MODE
 from attnunet.utils.nifti_order import in_nifti_order
@@ -61,6 +62,7 @@ def write_dataset(
     lesions: bool = False,
     layout: str = "msd",
     workers: int | None = None,
+    phase: str | None = None,
 ) -> Path:
     """Write the synthetic set under ``output_dir`` in a real dataset's layout.
 
@@ -77,12 +79,16 @@ def write_dataset(
     run never leaves a half-written dataset. An existing non-empty ``output_dir`` is refused.
     ``workers`` processes generate cases side by side (``None``: one per usable CPU core); case
     ``i`` depends only on ``seed`` and ``i``, so the files are the same for any number of workers.
+    ``phase`` forces every case's contrast phase (``non_contrast``, ``arterial`` or
+    ``portal_venous``; None: drawn per case, the anatomy is the same either way).
     Returns ``output_dir``'s ``dataset.json`` (msd, nnunet) or the folder itself (nih).
     """
     if num_cases < 1:
         raise ValueError(f"num_cases must be at least 1, got {num_cases}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)} or null, got {phase!r}")
     out = Path(output_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: output folder exists and is not empty")
@@ -91,7 +97,7 @@ def write_dataset(
     labels = LABELS if lesions else {k: v for k, v in LABELS.items() if k != "2"}
     workers = min(num_cases, workers or len(os.sched_getaffinity(0)))
     try:
-        write_case = partial(_write_case, tmp, layout, seed, lesions=lesions)
+        write_case = partial(_write_case, tmp, layout, seed, lesions=lesions, phase=phase)
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 list(pool.map(write_case, range(num_cases)))  # list(): a worker's exception is raised here
@@ -118,9 +124,9 @@ def write_dataset(
     return out if layout == "nih" else out / "dataset.json"
 
 
-def _write_case(root: Path, layout: str, seed: int, index: int, lesions: bool) -> None:
+def _write_case(root: Path, layout: str, seed: int, index: int, lesions: bool, phase: str | None) -> None:
     """Generate case ``index`` and write it under ``root`` in ``layout`` (one process's share)."""
-    image, label, affine, tissue = make_case(seed, index, lesions)
+    image, label, affine, tissue = make_case(seed, index, lesions, phase)
     axcodes = ORIENTATIONS[int(np.random.default_rng([seed, index, 99]).integers(len(ORIENTATIONS)))]
     if layout == "nih":
         _write_nih_case(root, index + 1, _nifti(image, affine), _nifti(label, affine))

@@ -42,6 +42,9 @@ class SegmentationModule(pl.LightningModule):
         channels_last: run the network in channels-last memory format.
         compile: run the network through ``torch.compile`` (training step and sliding window);
             state-dict keys are unchanged. Off by default: measured slower on CPU (see docs).
+        flip_axes: spatial axes (0 = first axis of the preprocessed RAS grid) the training data
+            were mirrored along; stored so that flip TTA uses only those (a model that never saw a
+            mirrored abdomen misreads one).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class SegmentationModule(pl.LightningModule):
         loss: dict[str, Any] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        flip_axes: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -184,6 +188,7 @@ class SegmentationModule(pl.LightningModule):
             "sliding_window": self.window.to_dict(),
             "split": self.case_split,
             "postprocessing": self.postprocessing,
+            "flip_axes": [int(a) for a in self.hparams.flip_axes],
         }
 
 
