@@ -40,11 +40,11 @@ ORGAN_GROUPS = {
 }
 
 
-def run(command: list[str]) -> None:
-    """Run an attnunet command; its one-line error ends this script with the same message."""
-    done = subprocess.run(command, capture_output=True, text=True)
+def run(command: str, args: list[str]) -> None:
+    """Run ``attnunet <command>`` with this interpreter; its one-line error ends this script."""
+    done = subprocess.run([sys.executable, "-m", "attnunet", command, *args], capture_output=True, text=True)
     if done.returncode != 0:
-        sys.exit(f"{' '.join(command[:2])} failed: {done.stderr.strip().splitlines()[-1:]}")
+        sys.exit(f"attnunet {command} failed: {done.stderr.strip().splitlines()[-1:]}")
 
 
 def ckpt_arg(ckpts: list[Path]) -> str:
@@ -53,9 +53,8 @@ def ckpt_arg(ckpts: list[Path]) -> str:
 
 def phantom_dice(ckpts: list[Path], dataset: Path, out: Path) -> float:
     """Mean pancreas Dice of the model(s) over every case of a phantom set."""
-    cmd = ["attnunet-evaluate", ckpt_arg(ckpts), f"data.root={dataset}", "split=all", f"hydra.run.dir={out}"]
     if not (out / "summary.json").is_file():
-        run(cmd)
+        run("evaluate", [ckpt_arg(ckpts), f"data.root={dataset}", "split=all", f"hydra.run.dir={out}"])
     summary = json.loads((out / "summary.json").read_text())
     return float(summary["per_label"]["pancreas"]["dice"]["mean"])
 
@@ -67,7 +66,7 @@ def real_ct_signals(
     ``pancreas`` is given) the Dice against that organ-map class."""
     seg_path = out / (ct.name.removesuffix(".gz").removesuffix(".nii") + "_seg.nii.gz")
     if not seg_path.is_file():
-        run(["attnunet-infer", ckpt_arg(ckpts), f"input={ct}", f"output_dir={out}", f"hydra.run.dir={out}/.run"])
+        run("infer", [ckpt_arg(ckpts), f"input={ct}", f"output_dir={out}", f"hydra.run.dir={out}/.run"])
     seg = nib.load(seg_path)
     pred = np.asarray(seg.dataobj) == 1
     voxel_ml = float(abs(np.linalg.det(seg.affine[:3, :3]))) / 1000.0

@@ -392,3 +392,16 @@ def test_implants_are_metal_where_they_belong(monkeypatch) -> None:
     assert ((z > -40) & (z < 60)).sum() > 3  # clips around the hilum
     assert not (anatomy.pancreas & metal).any()
     assert sample_appearance(np.random.default_rng(0), added=np.random.default_rng(0))["mean"][Tissue.METAL] > 2000
+
+
+def test_a_forced_phase_keeps_the_anatomy_and_changes_the_appearance(cases, tmp_path: Path) -> None:
+    image, label, affine, tissue = cases[0]  # seed 123, case 0, phase drawn
+    forced = make_case(seed=123, index=0, phase="portal_venous")
+    np.testing.assert_array_equal(forced.label, label)
+    np.testing.assert_array_equal(forced.tissue, tissue)
+    np.testing.assert_array_equal(forced.affine, affine)
+    assert not np.array_equal(forced.image, image)
+    liver = forced.tissue == Tissue.LIVER
+    assert 80 < np.median(forced.image[liver]) < 160  # an enhanced liver (portal venous: 95-130 HU)
+    with pytest.raises(ValueError, match="phase must be one of"):
+        write_dataset(tmp_path / "ds", num_cases=1, phase="venous")
