@@ -10,8 +10,8 @@ import pydicom
 import pytest
 
 from attnunet.data.dicom import read_series_geometry
-from attnunet.data.dicom_writer import write_series
 from attnunet.inference.export import export_model
+from attnunet.utils.dicom_writer import write_series
 from tests.test_inference import CT, make_checkpoint, run_cli
 
 hd = pytest.importorskip("highdicom")

@@ -28,9 +28,9 @@ from pydicom.uid import (
 )
 
 from attnunet.data.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs
-from attnunet.data.dicom_writer import write_series
 from attnunet.data.transforms import load_images, loading
 from attnunet.errors import AttnUNetError, user_error
+from attnunet.utils.dicom_writer import write_series
 
 SHAPE = (7, 9, 6)  # columns, rows, slices: all different so a swapped axis shows
 SPACING = (0.8593750000000001, 0.7, 2.5)

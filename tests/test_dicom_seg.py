@@ -11,9 +11,9 @@ import pytest
 from pydicom.uid import generate_uid
 
 from attnunet.data.dicom import read_series_geometry
-from attnunet.data.dicom_writer import write_series
 from attnunet.errors import AttnUNetError
 from attnunet.inference.dicom_seg import write_dicom_seg
+from attnunet.utils.dicom_writer import write_series
 
 hd = pytest.importorskip("highdicom")  # in the test extra; skipped only where someone installed less
 DATA = Path(__file__).parent / "data"

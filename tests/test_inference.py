@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from attnunet.data.dicom_writer import write_series
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs, save_like
@@ -26,6 +25,7 @@ from attnunet.inference.runner import predict_cases
 from attnunet.inference.sliding_window import predict_logits
 from attnunet.training.module import SegmentationModule
 from attnunet.utils import overlays
+from attnunet.utils.dicom_writer import write_series
 
 DATA = Path(__file__).parent / "data"
 CT = DATA / "abdomen_ct.nii.gz"

@@ -1,4 +1,4 @@
-"""DICOM series: finding them, checking their geometry and reading them (writing: ``dicom_writer``).
+"""DICOM series: finding them, checking their geometry and reading them (writing: ``attnunet.utils.dicom_writer``).
 
 A series folder is read by :class:`DicomSeriesReader`, one of the readers the preprocessing gives
 MONAI's ``LoadImage`` (``attnunet.data.transforms.IMAGE_READERS``). Slices are
