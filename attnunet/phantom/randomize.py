@@ -5,7 +5,8 @@ them learns that appearance and little else (see docs/results.md, sim-to-real). 
 training patch is rendered again from its tissue map, as SynthSeg (Billot et al., MedIA 2023) does
 for brain MRI: in a share of the draws from the calibrated per-phase priors of
 :mod:`.appearance` with a wider spread, in the rest with a random mean HU per tissue class over a
-wide range, so that no intensity identifies the pancreas; some of its neighbours (bowel, vessels,
+range (soft tissues only: fat, bone, air and lung keep their physical ranges), so that no intensity
+identifies the pancreas; some of its neighbours (bowel, vessels,
 liver, spleen, muscle) are then given the pancreas' own HU. Then the scanner, all at random: a
 smooth texture per tissue, partial volume and slice thickness (a Gaussian point spread, wide along
 one axis), a smooth additive bias, noise of random grain, and a gamma on the windowed intensities.
@@ -46,6 +47,22 @@ NEIGHBOURS = (
     Tissue.LESION,
 )
 FWHM_PER_SIGMA = 2.355
+# Random draws keep what CT's calibration makes physical everywhere: fat below water, bone above soft
+# tissue, air, gas and lung dark, metal brightest. Only the soft tissues, whose HU depend on contrast
+# phase, scanner and patient, are drawn over ``random_hu``. Fully random classes (bone included, as
+# SynthSeg does for MRI) let a phantom-trained model call the sacrum pancreas on real CT
+# (docs/results.md, sim-to-real).
+PHYSICAL_HU: dict[Tissue, tuple[float, float]] = {
+    Tissue.AIR: (-1000.0, -1000.0),
+    Tissue.GAS: (-1000.0, -700.0),
+    Tissue.LUNG: (-950.0, -700.0),
+    Tissue.SUBCUTANEOUS_FAT: (-150.0, -40.0),
+    Tissue.VISCERAL_FAT: (-150.0, -40.0),
+    Tissue.PANCREAS_FAT: (-150.0, -20.0),
+    Tissue.BONE_CORTEX: (300.0, 1500.0),
+    Tissue.BONE_MARROW: (50.0, 400.0),
+    Tissue.METAL: (2000.0, 3071.0),
+}
 
 
 @dataclass(frozen=True)
@@ -56,9 +73,10 @@ class AppearanceSpec:
         tissue_dir: folder of the tissue maps, relative to the dataset root; a case's map has its
             label's file name.
         prior_fraction: share of patches drawn from the calibrated priors; the rest draw a mean HU
-            per tissue class uniformly from ``random_hu``.
+            per soft-tissue class uniformly from ``random_hu`` (fat, bone, air, gas, lung and metal
+            uniformly from their physical ranges, :data:`PHYSICAL_HU`).
         prior_jitter_hu: standard deviation of a per-tissue shift added to the prior draws.
-        random_hu: HU range of the random draws (air stays air: the body crop is defined on it).
+        random_hu: HU range of the random soft-tissue draws.
         random_texture_hu: range of the per-tissue texture strength (standard deviation) of random draws.
         neighbour_same_prob: probability, per neighbour of the pancreas, that it takes the pancreas' HU.
         in_plane_psf_mm: range of the point-spread sigma (mm) on every axis.
@@ -74,7 +92,7 @@ class AppearanceSpec:
     tissue_dir: str = "tissuesTr"
     prior_fraction: float = 0.5
     prior_jitter_hu: float = 20.0
-    random_hu: tuple[float, float] = (-250.0, 350.0)
+    random_hu: tuple[float, float] = (-30.0, 300.0)
     random_texture_hu: tuple[float, float] = (0.0, 30.0)
     neighbour_same_prob: float = 0.15
     in_plane_psf_mm: tuple[float, float] = (0.3, 2.0)
@@ -147,8 +165,10 @@ class RandRenderTissued(mt.RandomizableTransform, mt.MapTransform):
             texture = look["texture"]
         else:
             mean = rng.uniform(*s.random_hu, len(Tissue)).astype(np.float32)
+            for tissue, (lo, hi) in PHYSICAL_HU.items():
+                mean[tissue] = rng.uniform(lo, hi)
             texture = rng.uniform(*s.random_texture_hu, len(Tissue)).astype(np.float32)
-        mean[Tissue.AIR] = -1000.0
+        mean[Tissue.AIR] = -1000.0  # the body crop is defined on air
         same = np.asarray(NEIGHBOURS)[rng.random(len(NEIGHBOURS)) < s.neighbour_same_prob]
         mean[same] = mean[Tissue.PANCREAS] + rng.normal(0.0, 5.0, len(same))
         return mean, texture
