@@ -150,3 +150,17 @@ def test_fold_ensemble_refuses_to_score_a_split_its_members_do_not_share(
     members[1].meta["split"] = folds[0]  # same cases (e.g. seeds of one split): scored as usual
     rows = evaluate_on_split(predictor, datamodule, "val", 2.0, checkpoints[0])
     assert {r["case"] for r in rows} == {"synth_001"}
+
+
+def test_ensemble_tta_flips_only_along_the_axes_every_member_was_trained_mirrored(tmp_path: Path) -> None:
+    tta = PredictorSettings(precision="fp32", tta=True)
+    wide = load_checkpoint(make_checkpoint(tmp_path / "xyz.ckpt", LABELS, flip_axes=(0, 1, 2)))
+    x_only = load_checkpoint(make_checkpoint(tmp_path / "x.ckpt", LABELS, flip_axes=(0,)))
+    y_only = load_checkpoint(make_checkpoint(tmp_path / "y.ckpt", LABELS, flip_axes=(1,)))
+    assert EnsemblePredictor([wide, x_only], tta).flip_axes == [0]
+    with pytest.raises(AttnUNetError, match="mirrored along no common axis"):
+        EnsemblePredictor([x_only, y_only], tta)
+    unflipped = load_checkpoint(make_checkpoint(tmp_path / "none.ckpt", LABELS, flip_axes=()))
+    with pytest.raises(AttnUNetError, match="needs a model trained with flip augmentation") as e:
+        EnsemblePredictor([wide, unflipped], tta)
+    assert "none.ckpt" in str(e.value)

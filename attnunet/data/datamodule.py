@@ -26,6 +26,7 @@ from attnunet.data.transforms import (
     VAL_WEIGHT,
     AugmentationSpec,
     PreprocessingSpec,
+    patch_dims,
     preprocessing,
     training_sampling,
 )
@@ -168,16 +169,19 @@ class SegmentationDataModule(pl.LightningDataModule):
         """Spatial axes training patches are mirrored along (none unless ``augmentation.flip_prob`` > 0)."""
         if self.augmentation.flip_prob <= 0:
             return []
-        return [0, 1] if self.patch_size[-1] == 1 else [0, 1, 2]
+        return list(range(patch_dims(self.patch_size)))
 
     @property
     def label_lookup(self) -> dict[int, int]:
         """Dataset label value -> training label value (identity unless ``merge_labels`` is set)."""
         return self._merged[1]
 
-    def base_transforms(self) -> list[mt.MapTransform]:
-        """Deterministic preprocessing of an image/label pair (the cached part, with label merging)."""
-        return preprocessing(self.spec, num_labels=len(self.case_list.labels), label_lookup=self.label_lookup)
+    def base_transforms(self, maps: Sequence[str] = ()) -> list[mt.MapTransform]:
+        """Deterministic preprocessing of an image/label pair (the cached part, with label merging),
+        and of the further ``maps`` of :func:`~attnunet.data.transforms.loading`."""
+        return preprocessing(
+            self.spec, num_labels=len(self.case_list.labels), label_lookup=self.label_lookup, maps=maps
+        )
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -196,9 +200,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             val, weights = validation_share(val, rank, world)
             self.partitioned = True
         maps = [] if self.appearance is None else [TISSUE]
-        train_steps = preprocessing(
-            self.spec, num_labels=len(self.case_list.labels), label_lookup=self.label_lookup, maps=maps
-        ) + training_sampling(
+        train_steps = self.base_transforms(maps) + training_sampling(
             self.patch_size,
             self.samples_per_volume,
             self.positive_fraction,

@@ -337,6 +337,11 @@ class AugmentationSpec:
     noise_prob: float = 0.15
 
 
+def patch_dims(patch_size: Sequence[int]) -> int:
+    """Spatial dimensions of a training patch: 2 for axial slices (``(H, W, 1)``), else 3."""
+    return 2 if len(patch_size) == 3 and patch_size[-1] == 1 else 3
+
+
 def training_sampling(
     patch_size: Sequence[int],
     samples_per_volume: int,
@@ -373,9 +378,8 @@ def training_sampling(
         ),
         mt.DeleteItemsd([fg, bg]),
     ]
-    dims = 3
-    if len(patch_size) == 3 and patch_size[-1] == 1:
-        dims = 2
+    dims = patch_dims(patch_size)
+    if dims == 2:
         steps.append(mt.SqueezeDimd(keys, dim=3))
     if aug.affine_prob > 0:
         steps.append(

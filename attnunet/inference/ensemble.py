@@ -15,7 +15,7 @@ import torch
 
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import LoadedModel
-from attnunet.inference.predictor import Predictor, PredictorSettings, tta_flip_axes
+from attnunet.inference.predictor import Predictor, PredictorSettings
 
 # Voxels counted in a case's mean uncertainty: where the averaged softmax gives foreground at least
 # this probability (the region a reviewer looks at; elsewhere the entropy is ~0 and would only dilute).
@@ -30,10 +30,12 @@ class EnsemblePredictor(Predictor):
     def __init__(self, models: Sequence[LoadedModel], settings: PredictorSettings | None = None) -> None:
         super().__init__(models[0], settings)
         self.models = list(models)  # replaces the base class's [models[0]]
-        # Each member prepared as the base class prepares its one network (device, format, compile).
-        self.nets = [self.net, *(Predictor(m, self.settings).net for m in models[1:])]
-        if self.settings.tta:  # flips every member was trained with (each member checked its own)
-            self.flip_axes = sorted(set.intersection(*(set(tta_flip_axes(m)) for m in models)))
+        # Each member prepared as the base class prepares its one network (device, format, compile),
+        # and with TTA checked for the flips it was trained with.
+        members = [self, *(Predictor(m, self.settings) for m in models[1:])]
+        self.nets = [p.net for p in members]
+        if self.settings.tta:  # flips every member was trained with
+            self.flip_axes = sorted(set.intersection(*(set(p.flip_axes) for p in members)))
             if not self.flip_axes:
                 raise AttnUNetError("tta=true: the ensemble's members were trained mirrored along no common axis")
 

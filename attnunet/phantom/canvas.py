@@ -245,7 +245,8 @@ def among(tissue: np.ndarray, kinds) -> np.ndarray:
 
 
 def upsample(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Trilinear upsampling of a small 3D field to ``shape`` (corners aligned), as three small matmuls."""
+    """Multilinear upsampling of a small field to ``shape`` (corners aligned), one small matmul per axis
+    (any number of axes; an axis whose size stays the same is kept as it is)."""
     out = coarse.astype(np.float32)
     for axis, n in enumerate(shape):
         c = out.shape[axis]

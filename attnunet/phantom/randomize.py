@@ -30,7 +30,8 @@ from monai import transforms as mt
 from scipy import ndimage
 
 from attnunet.phantom.appearance import sample_appearance
-from attnunet.phantom.canvas import Tissue
+from attnunet.phantom.canvas import Tissue, upsample
+from attnunet.phantom.writer import TISSUE_DIR
 
 TISSUE = "tissue"  # key of the tissue map in a training item
 # Neighbours of the pancreas that may take its HU (real CT: no intensity isolates the gland).
@@ -89,7 +90,7 @@ class AppearanceSpec:
         deform_mm: range of the deformation's typical displacement (mm).
     """
 
-    tissue_dir: str = "tissuesTr"
+    tissue_dir: str = TISSUE_DIR
     prior_fraction: float = 0.5
     prior_jitter_hu: float = 20.0
     random_hu: tuple[float, float] = (-30.0, 300.0)
@@ -194,9 +195,7 @@ def _unit_noise(shape: tuple[int, ...], rng: np.random.Generator, sigma_vox: flo
 
 def _smooth_bias(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """A very smooth field in about [-1, 1]: random values on a 4-point grid per axis, interpolated."""
-    coarse = torch.from_numpy(rng.uniform(-1.0, 1.0, (1, 1) + (4,) * len(shape)).astype(np.float32))
-    mode = "trilinear" if len(shape) == 3 else "bilinear"
-    return torch.nn.functional.interpolate(coarse, size=shape, mode=mode, align_corners=True)[0, 0].numpy()
+    return upsample(rng.uniform(-1.0, 1.0, (4,) * len(shape)), shape)
 
 
 class RandSmoothDeformd(mt.RandomizableTransform, mt.MapTransform):
@@ -242,9 +241,8 @@ def smooth_sampling_grid(
     """``grid_sample`` grid ``(1, *spatial, ndim)`` of the identity plus a smooth random displacement
     (standard deviation ``std_vox`` voxels per axis at the lattice points)."""
     ndim = len(spatial)
-    coarse = torch.from_numpy(rng.normal(0.0, std_vox, (1, ndim) + (control_points,) * ndim).astype(np.float32))
-    mode = "trilinear" if ndim == 3 else "bilinear"
-    shift = torch.nn.functional.interpolate(coarse, size=spatial, mode=mode, align_corners=True)[0]
+    coarse = rng.normal(0.0, std_vox, (ndim,) + (control_points,) * ndim)
+    shift = torch.from_numpy(upsample(coarse, (ndim, *spatial)))  # the first axis, one per component, kept
     axes = [torch.linspace(-1.0, 1.0, n) for n in spatial]
     identity = torch.stack(torch.meshgrid(*axes, indexing="ij"))
     scale = torch.tensor([2.0 / max(n - 1, 1) for n in spatial]).view(ndim, *([1] * ndim))
