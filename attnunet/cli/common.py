@@ -27,10 +27,17 @@ def _at_most(value: int, limit: int | None) -> int:
     return value if limit is None else min(int(value), int(limit))
 
 
+def _if(condition: bool, then: str, otherwise: str) -> str:
+    """``then`` when ``condition`` holds, else ``otherwise`` (e.g. a folder-name suffix for a flag)."""
+    return then if condition else otherwise
+
+
 # Config interpolations of our own, registered wherever a config is composed (every entry point and
 # the tests import this module). ``at_most`` lets data.max_cases (a key every data config has) also
-# shrink the synthetic set that is generated, so experiments never set a synthetic-only key.
+# shrink the synthetic set that is generated, so experiments never set a synthetic-only key; ``if``
+# names the organ-labelled phantom set's folder without renaming the default one.
 OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
+OmegaConf.register_new_resolver("attnunet.if", _if, replace=True)
 silence_known_dependency_noise()  # every command imports this module before it does any work
 
 
