@@ -27,6 +27,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from attnunet.inference.checkpoint import load_checkpoint
+
 # TotalSegmentator class-name prefixes grouped as a reader of the table thinks of them.
 ORGAN_GROUPS = {
     "liver": ("liver",),
@@ -37,6 +39,15 @@ ORGAN_GROUPS = {
     "bowel": ("small_bowel", "colon"),
     "vessels": ("aorta", "inferior_vena_cava", "portal_vein", "iliac_", "superior_mesenteric"),
     "gallbladder": ("gallbladder",),
+}
+# Organ classes of a model trained with data.organs=true (attnunet.phantom.organs), as organ groups above.
+MODEL_ORGAN_GROUPS = {
+    "liver": ("liver",),
+    "spleen": ("spleen",),
+    "kidney": ("kidney",),
+    "gallbladder": ("gallbladder",),
+    "gut": ("stomach", "duodenum", "bowel"),
+    "vessels": ("vessels",),
 }
 
 
@@ -60,15 +71,23 @@ def phantom_dice(ckpts: list[Path], dataset: Path, out: Path) -> float:
 
 
 def real_ct_signals(
-    ckpts: list[Path], ct: Path, organs: np.ndarray, names: dict[int, str], out: Path, pancreas: int | None
+    ckpts: list[Path],
+    ct: Path,
+    organs: np.ndarray,
+    names: dict[int, str],
+    out: Path,
+    pancreas: int | None,
+    model_labels: dict[int, str] | None = None,
 ) -> dict[str, float]:
-    """Predicted volume (mL), share of it on each non-pancreas organ group, and (only when
-    ``pancreas`` is given) the Dice against that organ-map class."""
+    """Predicted volume (mL), share of it on each non-pancreas organ group, the Dice of every organ
+    class the model has besides the pancreas (``model_labels``: its label map) against the organ
+    map, and (only when ``pancreas`` is given) the pancreas Dice against that organ-map class."""
     seg_path = out / (ct.name.removesuffix(".gz").removesuffix(".nii") + "_seg.nii.gz")
     if not seg_path.is_file():
         run("infer", [ckpt_arg(ckpts), f"input={ct}", f"output_dir={out}", f"hydra.run.dir={out}/.run"])
     seg = nib.load(seg_path)
-    pred = np.asarray(seg.dataobj) == 1
+    predicted = np.asarray(seg.dataobj)
+    pred = predicted == 1
     voxel_ml = float(abs(np.linalg.det(seg.affine[:3, :3]))) / 1000.0
     n = int(pred.sum())
     row: dict[str, float] = {"volume_ml": n * voxel_ml}
@@ -80,6 +99,12 @@ def real_ct_signals(
     other_values = [v for v, name in names.items() if v != 0 and name != "pancreas"]
     on_other = int(np.isin(hit, other_values).sum())
     row["on_other_organs"] = on_other / max(n, 1)
+    for value, name in (model_labels or {}).items():
+        if name in MODEL_ORGAN_GROUPS:
+            prefixes = tuple(p for group in MODEL_ORGAN_GROUPS[name] for p in ORGAN_GROUPS[group])
+            ref = np.isin(organs, [v for v, organ in names.items() if organ.startswith(prefixes)])
+            guess = predicted == value
+            row[f"dice_{name}"] = 2.0 * float((guess & ref).sum()) / max(int(guess.sum() + ref.sum()), 1)
     if pancreas is not None:
         ref = organs == pancreas
         row["pancreas_dice"] = 2.0 * float((pred & ref).sum()) / max(n + int(ref.sum()), 1)
@@ -87,7 +112,10 @@ def real_ct_signals(
 
 
 def mean_sd(values: list[float]) -> str:
+    """``mean ± SD`` over runs (``-`` when no run has the figure, e.g. an organ a variant lacks)."""
     a = np.asarray(values, float)
+    if len(a) == 0:
+        return "-"
     return f"{a.mean():.3f} ± {a.std(ddof=1):.3f}" if len(a) > 1 else f"{a.mean():.3f}"
 
 
@@ -119,20 +147,22 @@ def main() -> None:
             row: dict = {"variant": variant, "run": name}
             for dataset in args.phantoms:
                 row[f"dice_{dataset.name}"] = phantom_dice(models, dataset, args.out / variant / name / dataset.name)
-            row.update(real_ct_signals(models, args.ct, organs, names, args.out / variant / name / "ct", args.pancreas))
+            labels = load_checkpoint(models[0]).labels
+            ct_out = args.out / variant / name / "ct"
+            row.update(real_ct_signals(models, args.ct, organs, names, ct_out, args.pancreas, labels))
             rows.append(row)
             print(json.dumps(row), flush=True)
     (args.out / "rows.json").write_text(json.dumps(rows, indent=1))
-    keys = [k for k in rows[0] if k not in ("variant", "run")]
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("variant", "run")]
     print("| variant | " + " | ".join(keys) + " |")
     print("|" + " --- |" * (len(keys) + 1))
     for variant in dict.fromkeys(r["variant"] for r in rows):
         runs = [r for r in rows if r["variant"] == variant and r["run"] != "ensemble"]
-        cells = " | ".join(mean_sd([r[k] for r in runs]) for k in keys)
+        cells = " | ".join(mean_sd([r[k] for r in runs if k in r]) for k in keys)
         print(f"| {variant} (mean ± SD, n={len(runs)}) | {cells} |")
         for r in rows:
             if r["variant"] == variant and r["run"] == "ensemble":
-                print(f"| {variant} ensemble | " + " | ".join(f"{r[k]:.3f}" for k in keys) + " |")
+                print(f"| {variant} ensemble | " + " | ".join(mean_sd([r[k]] if k in r else []) for k in keys) + " |")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ def main(cfg: DictConfig) -> None:
             layout=cfg.layout,
             workers=cfg.workers,
             phase=cfg.phase,
+            organs=cfg.organs,
         )
     except (FileExistsError, ValueError) as e:
         raise AttnUNetError(str(e)) from None

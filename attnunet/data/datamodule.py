@@ -54,6 +54,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         batch_size: volumes per step; each gives ``samples_per_volume`` patches, so a batch is
             ``(batch_size * samples_per_volume, 1, *patch_size)``.
         positive_fraction: share of patches centred on foreground.
+        positive_labels: label values (after ``merge_labels``) those patches centre on; ``None``:
+            every foreground label.
         val_fraction, split_seed: deterministic train/validation split.
         folds, fold: with ``folds`` set, k-fold cross-validation; ``fold`` picks the validation part.
         splits_file: JSON file of the folds (``[{"train": [ids], "val": [ids]}, ...]``): read when it
@@ -63,7 +65,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             caches only its own share of the cases.
         num_workers: loader worker processes for training.
         augmentation: fields of :class:`~attnunet.data.transforms.AugmentationSpec`.
-        synthetic: when given (``num_cases``, ``seed``, ``lesions``) and ``root`` holds no
+        synthetic: when given (``num_cases``, ``seed``, ``lesions``, ``organs``) and ``root`` holds no
             dataset yet, the synthetic phantom set is generated there first.
         appearance: fields of :class:`~attnunet.phantom.randomize.AppearanceSpec`: render every
             training patch anew from the case's tissue map (the phantoms' ``tissuesTr/``);
@@ -85,6 +87,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         batch_size: int = 1,
         samples_per_volume: int = 2,
         positive_fraction: float = 0.67,
+        positive_labels: Sequence[int] | None = None,
         val_fraction: float = 0.2,
         split_seed: int = 0,
         folds: int | None = None,
@@ -114,6 +117,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.samples_per_volume = samples_per_volume
         self.positive_fraction = positive_fraction
+        self.positive_labels = None if positive_labels is None else [int(v) for v in positive_labels]
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.folds = folds
@@ -207,6 +211,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.augmentation,
             maps=maps,
             patch_steps=self._patch_steps(),
+            positive_labels=self.positive_labels,
         )
         train = [self._with_tissue(c) for c in train] if maps else train
         self.train_set = self._dataset(train, train_steps, {"patch_size": self.patch_size, "maps": maps})
@@ -328,11 +333,24 @@ class SyntheticDataModule(SegmentationDataModule):
         num_cases: cases to generate.
         synthetic_seed: generator seed (case ``i`` depends only on it and ``i``).
         lesions: add a lesion class (label 2) inside some of the pancreases.
+        organs: add the organs around the pancreas as label classes after it (see
+            :mod:`attnunet.phantom.organs`). They are context: unless ``positive_labels`` says
+            otherwise, positive patches still centre on the pancreas (and lesion).
         **kwargs: as :class:`SegmentationDataModule`.
     """
 
-    def __init__(self, num_cases: int = 32, synthetic_seed: int = 0, lesions: bool = False, **kwargs: Any) -> None:
-        super().__init__(synthetic={"num_cases": num_cases, "seed": synthetic_seed, "lesions": lesions}, **kwargs)
+    def __init__(
+        self,
+        num_cases: int = 32,
+        synthetic_seed: int = 0,
+        lesions: bool = False,
+        organs: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if organs and kwargs.get("positive_labels") is None:
+            kwargs["positive_labels"] = [1, 2] if lesions else [1]
+        synthetic = {"num_cases": num_cases, "seed": synthetic_seed, "lesions": lesions, "organs": organs}
+        super().__init__(synthetic=synthetic, **kwargs)
 
 
 class MSDDataModule(SegmentationDataModule):

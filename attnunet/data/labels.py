@@ -52,3 +52,26 @@ def apply_lookup(array: np.ndarray, lookup: Mapping[int, int]) -> np.ndarray:
         if old != new:
             out[array == old] = new
     return out
+
+
+def lookup_by_name(model: LabelNames, dataset: LabelNames, source: object = "checkpoint") -> dict[int, int]:
+    """Value lookup from a model's label map to a dataset's, matching classes by name.
+
+    Lets a model with more classes than a dataset be scored on it (e.g. pancreas plus organs
+    against pancreas-only references): each model class the dataset names maps to the dataset's
+    value, every other class to background (0). Refused when the dataset names a class the model
+    lacks or background is not 0 in both.
+
+    >>> lookup_by_name({0: "background", 1: "pancreas", 2: "liver"}, {0: "background", 1: "pancreas"})
+    {0: 0, 1: 1, 2: 0}
+    """
+    value_of = {name: value for value, name in model.items()}
+    missing = [name for value, name in dataset.items() if value != 0 and name not in value_of]
+    if missing or model.get(0) != dataset.get(0):
+        raise AttnUNetError(
+            f"checkpoint label map {model} differs from the dataset's {dataset}: "
+            + (f"the model has no class {missing}" if missing else "background is not label 0 in both"),
+            str(source),
+        )
+    dataset_value = {name: value for value, name in dataset.items()}
+    return {value: dataset_value.get(name, 0) for value, name in model.items()}

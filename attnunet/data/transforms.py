@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
+from monai.transforms.utils import map_binary_to_indices
 
 from attnunet.data.dicom import DicomSeriesReader, check_dicom_series
 from attnunet.data.naming import is_nifti
@@ -342,6 +343,23 @@ def patch_dims(patch_size: Sequence[int]) -> int:
     return 2 if len(patch_size) == 3 and patch_size[-1] == 1 else 3
 
 
+class PositiveIndicesd(mt.MapTransform):
+    """``<key>_fg_indices`` / ``<key>_bg_indices``: flat indices of the voxels whose label is / is not
+    one of ``values``. MONAI's ``FgBgToIndicesd`` counts every non-zero label as foreground; this
+    picks which classes positive patches centre on."""
+
+    def __init__(self, key: str, values: Sequence[int]) -> None:
+        super().__init__([key])
+        self.values = [int(v) for v in values]
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            positive = torch.isin(torch.as_tensor(d[key]).as_subclass(torch.Tensor), torch.tensor(self.values))
+            d[f"{key}_fg_indices"], d[f"{key}_bg_indices"] = map_binary_to_indices(positive)
+        return d
+
+
 def training_sampling(
     patch_size: Sequence[int],
     samples_per_volume: int,
@@ -349,6 +367,7 @@ def training_sampling(
     aug: AugmentationSpec,
     maps: Sequence[str] = (),
     patch_steps: Callable[[int], Sequence[mt.MapTransform]] | None = None,
+    positive_labels: Sequence[int] | None = None,
 ) -> list[mt.MapTransform]:
     """Patch sampling (foreground-centred with ``positive_fraction``) and augmentation.
 
@@ -357,7 +376,9 @@ def training_sampling(
     patches are then ``(1, H, W)`` instead of ``(1, H, W, D)``. ``maps`` (see :func:`loading`) are
     cropped and moved with the label; ``patch_steps(ndim)`` gives steps run on each patch after the
     geometric augmentation and before the intensity one (the phantoms' per-patch rendering), after
-    which the maps are dropped.
+    which the maps are dropped. ``positive_labels``: the label values a positive patch centres on
+    (``None``: every foreground value), so context classes such as the organs around the pancreas
+    do not take the positive patches from it.
     """
     keys = [IMAGE, LABEL, *maps]
     pos = positive_fraction
@@ -365,7 +386,9 @@ def training_sampling(
     steps: list[mt.MapTransform] = [
         mt.SpatialPadd(keys, spatial_size=patch_size),
         # Indices are computed once here (cached with the volume) instead of at every crop.
-        mt.FgBgToIndicesd(LABEL, fg_postfix="_fg_indices", bg_postfix="_bg_indices"),
+        mt.FgBgToIndicesd(LABEL, fg_postfix="_fg_indices", bg_postfix="_bg_indices")
+        if positive_labels is None
+        else PositiveIndicesd(LABEL, positive_labels),
         mt.RandCropByPosNegLabeld(
             keys,
             label_key=LABEL,

@@ -10,6 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from attnunet.data.datamodule import SegmentationDataModule
+from attnunet.data.labels import apply_lookup, lookup_by_name
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.report import check_label_values, read_label_map, relabelled, score_pair
 from attnunet.inference.ensemble import mean_uncertainty
@@ -44,11 +45,14 @@ def evaluate_on_split(
 ) -> list[dict[str, Any]]:
     """Metric rows for every case of ``split`` (``val``, ``train`` or ``all``), scored on each
     case's own grid after the same inference as ``attnunet-infer``. ``val``/``train`` are the
-    checkpoint's stored case ids when it has them."""
-    labels = predictor.model.labels
+    checkpoint's stored case ids when it has them. A model with more classes than the dataset is
+    scored on the dataset's classes, matched by name; its other classes count as background."""
     datamodule.prepare_data()
-    if datamodule.labels != labels:
-        raise AttnUNetError(f"checkpoint label map {labels} differs from the dataset's {datamodule.labels}", ckpt_path)
+    labels = datamodule.labels
+    to_dataset = lookup_by_name(predictor.model.labels, labels, ckpt_path)
+    extra = [name for value, name in predictor.model.labels.items() if value != 0 and to_dataset[value] == 0]
+    if extra:
+        log.info("the dataset has no %s: scored as background", ", ".join(extra))
     if split not in ("train", "val", "all"):
         raise AttnUNetError(f"split must be val, train or all, got {split!r}")
     if split == "all":
@@ -74,7 +78,7 @@ def evaluate_on_split(
         prediction = predictor.predict(reading())
         scored = score_pair(
             case["case_id"],
-            prediction.labels,
+            apply_lookup(prediction.labels, to_dataset),
             prediction.input_affine,
             image_path,
             reference,

@@ -19,6 +19,7 @@ import numpy as np
 
 from attnunet.phantom.appearance import PHASES
 from attnunet.phantom.case import GENERATOR_VERSION, make_case
+from attnunet.phantom.organs import paint_organs, with_organs
 from attnunet.utils.atomic import NEW_FILE_MODE
 from attnunet.utils.dicom_writer import write_series
 from attnunet.utils.nifti_order import in_nifti_order
@@ -63,6 +64,7 @@ def write_dataset(
     layout: str = "msd",
     workers: int | None = None,
     phase: str | None = None,
+    organs: bool = False,
 ) -> Path:
     """Write the synthetic set under ``output_dir`` in a real dataset's layout.
 
@@ -81,6 +83,8 @@ def write_dataset(
     ``i`` depends only on ``seed`` and ``i``, so the files are the same for any number of workers.
     ``phase`` forces every case's contrast phase (``non_contrast``, ``arterial`` or
     ``portal_venous``; None: drawn per case, the anatomy is the same either way).
+    ``organs`` adds the organs around the pancreas as label classes after it (liver, spleen,
+    kidney, gallbladder, gut, vessels: :mod:`attnunet.phantom.organs`); images are unchanged.
     Returns ``output_dir``'s ``dataset.json`` (msd, nnunet) or the folder itself (nih).
     """
     if num_cases < 1:
@@ -89,15 +93,19 @@ def write_dataset(
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if phase is not None and phase not in PHASES:
         raise ValueError(f"phase must be one of {', '.join(PHASES)} or null, got {phase!r}")
+    if organs and layout == "nih":
+        raise ValueError("organs needs a layout with a label list in dataset.json (msd or nnunet), not nih")
     out = Path(output_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: output folder exists and is not empty")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    labels = LABELS if lesions else {k: v for k, v in LABELS.items() if k != "2"}
+    base_labels = LABELS if lesions else {k: v for k, v in LABELS.items() if k != "2"}
+    labels = with_organs(base_labels) if organs else base_labels
     workers = min(num_cases, workers or len(os.sched_getaffinity(0)))
     try:
-        write_case = partial(_write_case, tmp, layout, seed, lesions=lesions, phase=phase)
+        organ_values = len(base_labels) if organs else None
+        write_case = partial(_write_case, tmp, layout, seed, lesions=lesions, phase=phase, organs_from=organ_values)
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 list(pool.map(write_case, range(num_cases)))  # list(): a worker's exception is raised here
@@ -124,9 +132,14 @@ def write_dataset(
     return out if layout == "nih" else out / "dataset.json"
 
 
-def _write_case(root: Path, layout: str, seed: int, index: int, lesions: bool, phase: str | None) -> None:
-    """Generate case ``index`` and write it under ``root`` in ``layout`` (one process's share)."""
+def _write_case(
+    root: Path, layout: str, seed: int, index: int, lesions: bool, phase: str | None, organs_from: int | None
+) -> None:
+    """Generate case ``index`` and write it under ``root`` in ``layout`` (one process's share);
+    ``organs_from``: paint the organ classes from this label value on (None: pancreas only)."""
     image, label, affine, tissue = make_case(seed, index, lesions, phase)
+    if organs_from is not None:
+        label = paint_organs(label, tissue, organs_from)
     axcodes = ORIENTATIONS[int(np.random.default_rng([seed, index, 99]).integers(len(ORIENTATIONS)))]
     if layout == "nih":
         _write_nih_case(root, index + 1, _nifti(image, affine), _nifti(label, affine))
