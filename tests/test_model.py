@@ -48,7 +48,7 @@ def test_attention_false_is_the_same_net_without_gates() -> None:
 
 def test_paper_widths_parameter_count() -> None:
     """Oktay et al. report 6.40 M (attention) and 5.88 M (plain); ours differ by the upsampling
-    (transposed conv instead of trilinear + wider conv), see docs/model.md."""
+    (transposed conv instead of trilinear + wider conv), see docs/explanation/model.md."""
     gated = count_parameters(AttentionUNet())
     plain = count_parameters(AttentionUNet(attention=False))
     assert 5.5e6 < plain < gated < 6.5e6
