@@ -45,7 +45,7 @@ class PredictorSettings:
         overlap, sw_batch_size: sliding-window overrides (``None``: the checkpoint's).
         tta: average the softmax over every combination of flips along the axes the model was
             trained mirrored along (its checkpoint's ``flip_axes``); refused for a model trained
-            without flips, which misreads a mirrored abdomen (docs/results.md, sim-to-real).
+            without flips, which misreads a mirrored abdomen (docs/explanation/sim2real.md).
         largest_component: keep only the largest connected component of a label: ``auto`` for the
             labels whose validation Dice it raised in training (stored in the checkpoint; none for
             older checkpoints and exported models without that record), ``True`` every label,
@@ -191,7 +191,7 @@ class Predictor:
         input_shape = tuple(int(n) for n in image.meta["spatial_shape"])
         box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], input_shape)
         # Only the box is regridded and labelled: the rest of the field of view is the air the body
-        # crop removed, background by construction (a 512 x 512 x 240 CT: 1.3 s -> 0.3 s, 2 cores).
+        # crop removed, background by construction, and most of a full CT's voxels.
         box_probabilities = self._to_input_grid(image, probs[0], box)
         labels = torch.zeros((1, *input_shape), dtype=torch.uint8)
         labels[(0, *(box or ()))] = argmax_channels(box_probabilities, 0, torch.uint8)

@@ -19,8 +19,8 @@ def read_ahead(predictor: Predictor, paths: Sequence[Path]) -> Iterator[Callable
     handed out, the next one starts reading in a thread of its own, so reading (decompression,
     resampling) overlaps the network and the writes of the case before; at most one read case
     waits. When the network runs on the CPU it already keeps every core busy, so each case is read
-    when its call is made: on 2 cores a folder of four 512x512x240 CTs took the same wall time either
-    way (56 s) and 0.65 GB more memory with a reading thread.
+    when its call is made: a reading thread then gains no time and costs memory
+    (docs/results.md#what-each-choice-on-the-inference-path-buys).
     """
     if predictor.device.type == "cpu":
         for path in paths:

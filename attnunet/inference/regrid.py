@@ -3,10 +3,10 @@
 Preprocessing only reorients (axis permutation and flips), resamples along the axes and crops, so
 the map from input voxels to network voxels is axis-aligned: every input axis is a scaled and
 shifted network axis. Undoing it is then three 1-D interpolations. MONAI's ``Invertd`` undoes the
-same chain with a dense ``affine_grid`` + ``grid_sample`` over the full input grid, which for a
-512x512x240 CT took 2.7 s per channel and 0.75 GB for the grid on this project's 2-core CPU; the
-separable form takes a fraction of that and needs no grid. ``Invertd`` remains the path for
-anything that is not axis-aligned.
+same chain with a dense ``affine_grid`` + ``grid_sample`` over the full input grid, which needs a
+grid as large as the CT and is several times slower
+(docs/results.md#what-each-choice-on-the-inference-path-buys).
+``Invertd`` remains the path for anything that is not axis-aligned.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ def _interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> t
     shape = [1] * volume.ndim
     shape[dim] = -1
     weight = (coords - lower).to(volume.dtype).reshape(shape)
-    # Indexing with an index tensor gives what index_select gives, bit for bit, but its CPU kernel
-    # measured 2-10x faster here (torch 2.13, 2 cores): 512 x 512 x 240 x 5 channels along the
-    # middle axis 2.4 s vs 4.5-9 s, along the last (contiguous) axis 0.3 s vs 3.1 s.
+    # Indexing with an index tensor gives what index_select gives, bit for bit, with a much faster
+    # CPU kernel on these shapes (docs/results.md#what-each-choice-on-the-inference-path-buys).
     take: list[slice | torch.Tensor] = [slice(None)] * volume.ndim
     take[dim] = lower
     low = volume[tuple(take)]
@@ -85,8 +84,7 @@ def to_input_grid(
     def pass_order(d: int) -> tuple[int, float]:
         # Shrinking passes first (most shrinking first) keeps the intermediate volumes small; then the
         # growing ones from the innermost dim outwards: the last, full-size pass then gathers whole
-        # rows or planes. Measured on a 512 x 512 x 240 CT (3 maps, 2 cores): 0.45 s against 0.58 s
-        # in order of growth and 1.0 s in the worst order.
+        # rows or planes, the fastest order measured (docs/results.md#what-each-choice-on-the-inference-path-buys).
         ratio = (region[stored[d]].stop - region[stored[d]].start) / net_shape[d]
         return (0, ratio) if ratio < 1 else (1, -d)
 
