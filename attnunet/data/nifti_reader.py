@@ -15,8 +15,9 @@ class NiftiReader(NibabelReader):
     dtype MONAI's loader casts to next; cast in the same pass).
 
     nibabel reads NIfTI voxels in the file's Fortran order; MONAI then makes them C-contiguous
-    with ``np.ascontiguousarray`` (0.7-1.0 s for a 512 x 512 x 240 CT on 2 cores). The slab-wise
-    copy of :func:`~attnunet.utils.nifti_order.in_c_order` gives the same array in about 0.2 s.
+    with ``np.ascontiguousarray``, a slow strided copy of a full CT; the slab-wise copy of
+    :func:`~attnunet.utils.nifti_order.in_c_order` gives the same array several times faster
+    (docs/results.md#what-each-choice-on-the-inference-path-buys).
     Voxels read ahead by :func:`~attnunet.data.voxel_prefetch.start_reading` are taken instead of
     reading the file again. Values, shape, affine and metadata are MONAI's own.
     """

@@ -169,8 +169,9 @@ class DropTrailingSingletonsd(mt.MapTransform):
 
 def all_finite(volume: torch.Tensor) -> bool:
     """Whether no voxel is NaN or infinite. Any NaN or Inf makes the sum non-finite, so a finite
-    sum (7 ms for a 512 x 512 x 240 float32 CT on 2 cores) settles it; only a non-finite one, which
-    can also come from overflow, is checked voxel by voxel (``torch.isfinite``: 180 ms)."""
+    sum, one fast reduction, settles it; only a non-finite one, which can also come from overflow,
+    is checked voxel by voxel (``torch.isfinite``, much slower:
+    docs/results.md#what-each-choice-on-the-inference-path-buys)."""
     return bool(torch.isfinite(volume.sum())) or bool(torch.isfinite(volume).all())
 
 

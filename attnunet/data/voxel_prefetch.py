@@ -1,7 +1,7 @@
 """A NIfTI file's voxels decompressed in a background thread before the loader asks for them.
 
-``attnunet-infer`` on one CT spends ~1.7 s importing torch and MONAI, all of it in Python code
-that holds the interpreter lock, while decompressing the CT (zlib) and laying it out in C order
+``attnunet-infer`` on one CT spends a large part of its run importing torch and MONAI, all of it
+in Python code that holds the interpreter lock, while decompressing the CT (zlib) and laying it out in C order
 (numpy) run outside it. Started first, the read of the input overlaps those imports on the second
 core; :class:`~attnunet.data.nifti_reader.NiftiReader` then takes the voxels instead of reading the
 file again. Only numpy and nibabel are needed here, so this works before torch is imported.
@@ -38,7 +38,7 @@ def _identity(path: str | Path) -> FileIdentity | None:
 def c_ordered_voxels(image: Any) -> np.ndarray:
     """``(X, Y, Z[, ...])`` float32 voxels of a nibabel image as nibabel gives them (scaled by the
     header's slope and intercept), C-ordered: the array :class:`NiftiReader` hands to MONAI, whose
-    loader would cast them to float32 next (0.5 s for a 512 x 512 x 240 CT on its own pass)."""
+    loader would cast them to float32 next (a full pass over the CT of its own)."""
     return in_c_order(np.asanyarray(image.dataobj), np.float32)
 
 
