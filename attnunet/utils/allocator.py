@@ -2,7 +2,8 @@
 
 3D conv nets allocate and free buffers of tens of MB every step. glibc serves these with ``mmap``
 and returns them at ``free``, so each step pays page faults to zero fresh memory (about half of
-a CPU training step, docs/benchmarks.md). Raising the mmap and trim thresholds keeps freed memory in
+a CPU training step: docs/results.md#speed-against-monais-attentionunet).
+Raising the mmap and trim thresholds keeps freed memory in
 the heap for reuse. Neither torch nor Lightning exposes this, hence the ``ctypes`` call.
 """
 

@@ -11,9 +11,9 @@ def argmax_channels(scores: torch.Tensor, dim: int = 0, dtype: torch.dtype = tor
     ``scores``: ``(..., K, ...)`` with the K class scores along ``dim``; returns the same shape
     without ``dim``, as ``dtype`` (int64 as torch's; ``torch.uint8`` for label maps that are
     written as uint8 anyway, an eighth of the memory of a full CT's int64 map). Written by hand
-    because torch's CPU ``argmax`` over a short leading dimension is a strided reduction that took
-    9 s for a ``(2, 512, 512, 240)`` volume on this project's 2-core CPU; K elementwise comparisons
-    take well under a second.
+    because torch's CPU ``argmax`` over a short leading dimension is a slow strided reduction; K
+    elementwise comparisons are an order of magnitude faster on a full CT
+    (docs/results.md#what-each-choice-on-the-inference-path-buys).
     """
     best = scores.select(dim, 0).clone()
     index = torch.zeros(best.shape, dtype=dtype, device=scores.device)

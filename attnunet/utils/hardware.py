@@ -63,8 +63,8 @@ def resolve_precision(requested: str | int, device_type: str, job: Job = "train"
 def resolve_channels_last(requested: bool | str, device_type: str, job: Job = "train") -> bool:
     """Channels-last memory format. ``auto`` -> for training contiguous on CPU and CUDA (channels-last
     measured slower for this network's training on both, because of the instance-norm kernels); for
-    inference channels-last on CPU only (faster there for bf16 and fp32, slower on an H200). Figures
-    in docs/benchmarks.md."""
+    inference channels-last on CPU only (faster there for bf16 and fp32, slower on an H200):
+    docs/results.md#speed-against-monais-attentionunet."""
     if requested == "auto":
         return job == "infer" and device_type == "cpu"
     return bool(requested)

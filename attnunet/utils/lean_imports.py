@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Modules MONAI's package import loads only for features attnunet does not use: matplotlib.pyplot
-# (Jupyter engine plots, matshow3d, the learning-rate finder's plot; 0.34 s) and scipy.signal, which
-# pulls in scipy.stats (ultrasound confidence maps, 1D signal transforms; 0.47 s), both measured on
-# this project's 2-core CPU. Pictures attnunet draws import matplotlib itself, after MONAI.
+# (Jupyter engine plots, matshow3d, the learning-rate finder's plot) and scipy.signal, which pulls
+# in scipy.stats (ultrasound confidence maps, 1D signal transforms): together about half of MONAI's
+# import (docs/results.md#what-each-choice-on-the-inference-path-buys).
+# Pictures attnunet draws import matplotlib itself, after MONAI.
 UNUSED_BY_ATTNUNET = ("matplotlib", "scipy.signal")
 
 
@@ -29,7 +30,7 @@ def unimportable(names: tuple[str, ...]) -> Iterator[None]:
 
 
 def import_monai() -> None:
-    """Import MONAI for a command-line run, ~0.7 s sooner than a plain ``import monai``.
+    """Import MONAI for a command-line run, without the extras above (much sooner than ``import monai``).
 
     MONAI's package import executes every submodule, and with them these optional imports. MONAI
     wraps each in ``optional_import``, so when one fails it keeps a stub that raises

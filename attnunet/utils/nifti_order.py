@@ -14,10 +14,10 @@ def in_nifti_order(array: np.ndarray, dtype: DTypeLike = None) -> np.ndarray:
     ``dtype`` on the way (default: its own; itself when it is such an array already).
 
     nibabel writes a Fortran-ordered array straight into the gzip stream; any other layout it
-    transposes piece by piece on the way, which for a 512 x 512 x 240 uint8 segmentation took 1.1 s
-    instead of 0.3 s on this project's 2-core CPU. The transpose is written by hand because the
-    library ones are slow for it: ``np.asfortranarray`` 0.7 s, torch's strided copy 0.4 s, the same
-    copy done slab by slab 0.15 s (uint8; float32 0.23 s). It runs in numpy, single-threaded and
+    transposes piece by piece on the way, several times slower for a full CT. The transpose is
+    written by hand because the library ones (``np.asfortranarray``, torch's strided copy) are
+    slower than a slab-by-slab copy (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    It runs in numpy, single-threaded and
     outside the GIL, so several outputs can be laid out in parallel threads.
     """
     dtype = array.dtype if dtype is None else np.dtype(dtype)
@@ -32,8 +32,8 @@ def in_nifti_order(array: np.ndarray, dtype: DTypeLike = None) -> np.ndarray:
 def in_c_order(array: np.ndarray, dtype: DTypeLike = None) -> np.ndarray:
     """``array`` as a C-ordered array with the same values, cast to ``dtype`` on the way (default:
     its own; itself when it is such an array already): the way back from NIfTI's voxel order, by
-    the same slab-wise copy (``np.ascontiguousarray`` of a Fortran-ordered 512 x 512 x 240 int16
-    CT: 1.0 s, slab by slab: about 0.2 s). Casting in the same pass writes the result only once."""
+    the same slab-wise copy, faster than ``np.ascontiguousarray`` for the same reason. Casting in
+    the same pass writes the result only once."""
     if array.flags.c_contiguous:
         return array.astype(array.dtype if dtype is None else dtype, copy=False)
     return in_nifti_order(array.T, dtype).T
