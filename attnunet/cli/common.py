@@ -42,11 +42,12 @@ silence_known_dependency_noise()  # every command imports this module before it 
 
 
 def _skip_the_final_garbage_collection() -> None:
-    """At exit Python collects garbage once more over every object torch and MONAI created: 0.5 s of
-    a one-CT ``attnunet-infer`` run on 2 cores, freeing memory the ending process gives back anyway.
+    """At exit Python collects garbage once more over every object torch and MONAI created, a
+    noticeable share of a one-CT ``attnunet-infer`` run, to free memory the ending process gives back
+    anyway (docs/results.md#what-each-choice-on-the-inference-path-buys).
     Freezing hides those objects from the collector; reference-counted clean-up (open files,
     logging's flush, ``weakref.finalize``) still runs. Registered at exit only, so a process that
-    goes on (a test session) keeps its collector."""
+    goes on (a test run) keeps its collector."""
     gc.disable()
     gc.freeze()
 
@@ -111,7 +112,7 @@ def report_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
 
 
 def tune_runtime(performance: DictConfig) -> None:
-    """Process-wide speed settings (see docs/benchmarks.md for their measured effect)."""
+    """Process-wide speed settings (measured effect: docs/results.md#speed-against-monais-attentionunet)."""
     import torch  # noqa: PLC0415 - importing a command's module stays quick (attnunet-infer imports torch late)
 
     if performance.get("malloc_tuning", True):
