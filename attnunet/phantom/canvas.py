@@ -43,7 +43,7 @@ class Tissue(IntEnum):
     LESION = 21
     LUNG = 22
     FOOD = 23
-    METAL = 24  # implants (generator v4)
+    METAL = 24  # implants
 
 
 class Canvas:

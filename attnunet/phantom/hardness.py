@@ -1,6 +1,6 @@
 """How separable is the pancreas by intensity alone? The best single-HU-interval segmentation.
 
-The baseline of issue #14: with the labels known, take quantiles (1..99 %) of the pancreas HU, try
+A baseline the phantom must fail: with the labels known, take quantiles (1..99 %) of the pancreas HU, try
 every interval between two of them as a threshold segmentation of the whole volume, optionally keep
 only its largest connected component, and report the best Dice. On real contrast CT this is
 0.02-0.17; a phantom whose pancreas it finds well teaches intensity, not anatomy.

@@ -1,11 +1,11 @@
-"""Metal in the body: hip prostheses, spinal fixation and surgical clips (generator v4).
+"""Metal in the body: hip prostheses, spinal fixation and surgical clips.
 
 Real abdominal CT cohorts are mostly older patients, and many of their scans hold metal: a hip
 prosthesis at the bottom of the field of view, pedicle screws and rods in the lumbar spine, clips
 from an earlier operation near the liver hilum. Metal is far denser than bone (clipped at the top of
 the HU range) and the scanner turns it into streaks across the slice (:func:`.appearance.metal_streaks`).
-A model that never met either puts false positives beside it (a sim-to-real model of generator v3
-marked a pubic bone beside a hip prosthesis as pancreas). Geometry in world mm, RAS, as in
+A model that never met either puts false positives beside it (one trained on phantoms without metal
+marked a pubic bone beside a hip prosthesis as pancreas: docs/explanation/phantom.md). Geometry in world mm, RAS, as in
 :mod:`.skeleton`; every case draws its implants from its own random stream.
 """
 
