@@ -42,7 +42,7 @@ CONFIGS = {
     "attnunet_bf16": {"net": "attnunet", "bf16": True, "tuned": True},
 }
 CHANNELS = (16, 32, 64, 128, 256)
-DEFAULT_VOLUME = {"cpu": (256, 256, 160), "cuda": (512, 512, 256)}  # CUDA: the full-CT size
+DEFAULT_VOLUME = {"cpu": (256, 256, 160), "cuda": (512, 512, 256)}  # CUDA: a full CT's size
 
 
 def build(name: str, ckpt: Path | None = None):

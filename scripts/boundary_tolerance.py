@@ -7,7 +7,7 @@ neighbour, body crop: ``attnunet.data.transforms.preprocessing``, the one source
 foreground (every value above 0) is compared with itself grown and shrunk by one voxel (6-connected)
 and moved by one voxel along each axis. A prediction whose outline is as good as "right to within
 one voxel" scores about these Dice figures, so they bound what a validation Dice target asks for on
-thin structures such as the pancreas (docs/benchmarks.md, "Why the default run stops near 0.70").
+thin structures such as the pancreas (docs/results.md, "Why it stops near 0.70").
 """
 
 from __future__ import annotations

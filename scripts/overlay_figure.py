@@ -4,7 +4,7 @@ through the reference's centroid, each panel titled with its Dice against the re
     python scripts/overlay_figure.py ct.nii.gz reference.nii.gz out.png name1=pred1.nii.gz name2=pred2.nii.gz
 
 All volumes must share the CT's grid (``attnunet-infer`` writes its predictions on the input grid).
-Foreground is every label above 0. Used for the sim-to-real picture in docs/benchmarks.md.
+Foreground is every label above 0. Used for the sim-to-real pictures of docs/explanation/phantom.md.
 """
 
 from __future__ import annotations
