@@ -2,7 +2,7 @@
 
 MONAI's ``AttentionBlock`` computes its coefficients on the skip's own grid from an upsampled
 gating signal; the paper instead strides theta(x) down onto the coarser gating grid and resamples
-alpha back up, which is what this module does (see docs/model.md for every difference).
+alpha back up, which is what this module does (see docs/explanation/model.md for every difference).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class AttentionGate(nn.Module):
         gating_channels: ``C_g``.
         inter_channels: ``C_int``; default ``C_x // 2`` (at least 1), the fallback of the
             authors' gate layer. Their released 3D networks pass ``C_x`` instead; why attnunet
-            keeps the halved width is in docs/model.md.
+            keeps the halved width is in docs/explanation/model.md.
         stride: grid ratio between ``x`` and ``g`` per axis (int or sequence), usually 2.
         norm: ``instance`` or ``batch`` for the output normalisation.
 
