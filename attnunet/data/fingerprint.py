@@ -12,7 +12,8 @@ Rules for the suggestions (simple, after nnU-Net's planning heuristics):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from monai import transforms as mt
 
 from attnunet.data.datalist import Case
 from attnunet.data.transforms import IMAGE, LABEL, BodyMask, PreprocessingSpec, loading
-from attnunet.errors import as_user_error
+from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.utils.atomic import write_text_atomically
 from attnunet.utils.geometry import voxel_spacing
 
@@ -31,35 +32,72 @@ FOREGROUND_SAMPLES = 100_000
 
 @dataclass
 class Fingerprint:
-    """Per-case statistics and the problems found."""
+    """Per-case statistics (one entry per readable case, in ``case_ids`` order) and the problems found."""
 
+    case_ids: list[str] = field(default_factory=list)
     spacings: list[list[float]] = field(default_factory=list)
     shapes: list[list[int]] = field(default_factory=list)
     body_extents_mm: list[list[float]] = field(default_factory=list)
     foreground_hu: list[np.ndarray] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)
 
+    def without(self, case_ids: Collection[str]) -> Fingerprint:
+        """The statistics of the other cases (the problems stay)."""
+        keep = [i for i, c in enumerate(self.case_ids) if c not in case_ids]
+        per_case = {f.name: [getattr(self, f.name)[i] for i in keep] for f in fields(self) if f.name != "problems"}
+        return Fingerprint(**per_case, problems=dict(self.problems))
 
-def fingerprint_cases(cases: list[Case], num_labels: int, seed: int = 0) -> Fingerprint:
-    """Load every pair through the same checks as training; collect statistics of the good ones
-    (spacings and shapes in RAS axis order, as ``data.preprocessing.spacing`` and ``data.patch_size`` are given)."""
+
+@dataclass(frozen=True)
+class LoadedCase:
+    """One checked image/label pair in RAS voxel order: ``image`` ``(X, Y, Z)`` float32 HU,
+    ``label`` ``(X, Y, Z)`` integer values, ``spacing`` ``(3,)`` mm."""
+
+    image: np.ndarray
+    label: np.ndarray
+    spacing: np.ndarray
+
+
+def load_pairs(cases: list[Case], num_labels: int) -> Iterator[tuple[str, LoadedCase | AttnUNetError]]:
+    """Each case's id with its pair, read through the same checks as training, or the error that
+    makes it unusable (the loop goes on with the other cases)."""
     keys = [IMAGE, LABEL]
     load = mt.Compose([*loading(keys, "RAS", num_labels), mt.SqueezeDimd(keys, dim=0)])
-    rng = np.random.default_rng(seed)
-    fp = Fingerprint()
     for case in cases:
+        case_id = case.get("case_id", case[IMAGE])
         try:
             data = load({IMAGE: case[IMAGE], LABEL: case[LABEL]})
         except Exception as e:  # noqa: BLE001 - every problem is reported, the check goes on
-            fp.problems[case.get("case_id", case[IMAGE])] = str(as_user_error(e, case[IMAGE], "unreadable"))
+            yield case_id, as_user_error(e, case[IMAGE], "unreadable")
             continue
-        image, label = np.asarray(data[IMAGE]), np.asarray(data[LABEL])
-        spacing = np.array(voxel_spacing(data[IMAGE].affine))
+        image, label = np.asarray(data[IMAGE]), np.asarray(data[LABEL]).astype(np.uint8)
+        yield case_id, LoadedCase(image, label, np.array(voxel_spacing(data[IMAGE].affine)))
+
+
+def fingerprint_cases(
+    cases: list[Case],
+    num_labels: int,
+    seed: int = 0,
+    on_case: Callable[[str, LoadedCase], None] | None = None,
+) -> Fingerprint:
+    """Load every pair through the same checks as training; collect statistics of the good ones
+    (spacings and shapes in RAS axis order, as ``data.preprocessing.spacing`` and ``data.patch_size`` are given).
+    ``on_case`` sees every readable pair too (the audit), so each case is read once."""
+    rng = np.random.default_rng(seed)
+    fp = Fingerprint()
+    for case_id, loaded in load_pairs(cases, num_labels):
+        if isinstance(loaded, AttnUNetError):
+            fp.problems[case_id] = str(loaded)
+            continue
+        if on_case is not None:
+            on_case(case_id, loaded)
+        image, label, spacing = loaded.image, loaded.label, loaded.spacing
         body = np.argwhere(BodyMask(PreprocessingSpec().body_threshold_hu)(image))
         extent = (body.max(0) - body.min(0) + 1) * spacing if len(body) else np.array(image.shape) * spacing
         values = image[label > 0]
         if len(values) > FOREGROUND_SAMPLES:
             values = rng.choice(values, FOREGROUND_SAMPLES, replace=False)
+        fp.case_ids.append(case_id)
         fp.spacings.append(spacing.round(4).tolist())
         fp.shapes.append(list(image.shape))
         fp.body_extents_mm.append(extent.round(1).tolist())
@@ -87,15 +125,29 @@ def suggest(fp: Fingerprint) -> dict[str, Any]:
     }
 
 
-def report(fp: Fingerprint) -> dict[str, Any]:
-    """Statistics as plain data (for ``fingerprint.yaml``)."""
-    spacings, shapes = np.array(fp.spacings), np.array(fp.shapes)
-    foreground = np.concatenate(fp.foreground_hu) if fp.foreground_hu else np.zeros(1)
+def settings_basis(fp: Fingerprint, left_out: Mapping[str, str]) -> Fingerprint:
+    """The cases statistics and suggestions are computed from: all but those ``left_out`` (cases
+    with audit findings); all of them when that would leave none."""
+    clean = fp.without(left_out)
+    return clean if clean.case_ids else fp
+
+
+def report(fp: Fingerprint, left_out: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Statistics as plain data (for ``fingerprint.yaml``), over the cases not ``left_out``
+    (``{case: why}``, see :func:`settings_basis`); which were left out, and why, is part of it."""
+    left_out = dict(left_out or {})
+    basis = settings_basis(fp, left_out)
+    spacings, shapes = np.array(basis.spacings), np.array(basis.shapes)
+    foreground = np.concatenate(basis.foreground_hu) if basis.foreground_hu else np.zeros(1)
     pct = [0.5, 5, 50, 95, 99.5]
+    if basis is fp and left_out:
+        left_out = {"(none)": "every case has a finding, so all of them count"}
     return {
         "cases_ok": len(fp.spacings),
         "cases_with_problems": len(fp.problems),
         "problems": dict(fp.problems),
+        "statistics_from_cases": len(basis.case_ids),
+        "left_out_of_statistics": {c: why for c, why in left_out.items() if c not in basis.case_ids},
         "spacing_mm": {
             k: np.round(f(spacings, 0), 3).tolist()
             for k, f in (("min", np.min), ("median", np.median), ("max", np.max))
