@@ -10,11 +10,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors
 from attnunet.data.fingerprint import fingerprint_cases, report, suggest, write_override
 from attnunet.utils.atomic import write_text_atomically
 
 
+@hydra_command_line()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="check")
 @report_errors
 def main(cfg: DictConfig) -> None:

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, report_errors, settings_of, tune_runtime
 from attnunet.data.naming import is_nifti, stem
 from attnunet.errors import AttnUNetError
@@ -68,6 +69,7 @@ def _labels_found(*maps: LabelMap) -> dict[int, str]:
     return {v: ("background" if v == 0 else f"label{v}") for v in sorted(values)}
 
 
+@hydra_command_line()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 @report_errors
 def main(cfg: DictConfig) -> None:

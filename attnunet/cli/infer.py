@@ -7,6 +7,7 @@ import os
 import hydra
 from omegaconf import DictConfig
 
+from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors, settings_of, tune_runtime
 from attnunet.data.naming import is_nifti
 from attnunet.data.voxel_prefetch import start_reading
@@ -29,6 +30,7 @@ def my_share(cases: list, cfg: DictConfig) -> list:
     return cases[rank::world]
 
 
+@hydra_command_line()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="infer")
 @report_errors
 def main(cfg: DictConfig) -> None:

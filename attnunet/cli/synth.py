@@ -5,11 +5,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, report_errors
 from attnunet.errors import AttnUNetError
 from attnunet.phantom import write_dataset
 
 
+@hydra_command_line()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="synth")
 @report_errors
 def main(cfg: DictConfig) -> None:

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, log, report_errors, settings_of, tune_runtime
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import count_parameters
@@ -94,6 +95,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     return path, score
 
 
+@hydra_command_line(trainer_arguments=True)
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 @report_errors
 def main(cfg: DictConfig) -> float | None:
