@@ -15,6 +15,7 @@ where two axes have the same length) is scored by evidence that needs only HU an
   curves back);
 - ``reach``: its tail reaches farther left of the spine than its head reaches right;
 - ``slope``: its tail lies higher than its head (z falls as x grows, in RAS);
+- ``shape``: it is longest from left to right (a transposed label stands on end);
 - ``consensus``: with :data:`MIN_CONSENSUS` or more other cases, features far (robust z-score > 3)
   from the dataset's median of the labels as stored.
 
@@ -39,6 +40,7 @@ AXES = ("x (R-L)", "y (A-P)", "z (S-I)")
 AS_STORED = "as stored"
 BONE_HU, AIR_HU = 300.0, -400.0
 MIN_ANTERIOR_MM, MAX_ANTERIOR_MM = 45.0, 120.0
+MIN_ELONGATION = 1.2  # left-right extent over the larger of the other two (adults: about 1.5-2.7)
 MAX_VOXELS = 40_000  # label voxels sampled per placement: the shares and centres need no more
 MIN_CONSENSUS = 4
 REPORT_MARGIN = 1.5
@@ -121,6 +123,7 @@ def _features(voxels: Voxels, in_organ: np.ndarray, image: np.ndarray, landmarks
         "anterior_mm": np.nan,
         "reach_mm": np.nan,
         "slope": np.nan,
+        "elongation": np.nan,
     }
     organ = voxels[in_organ]
     spine = landmarks.spine_at(organ[:, 2]) if len(organ) else None
@@ -128,7 +131,10 @@ def _features(voxels: Voxels, in_organ: np.ndarray, image: np.ndarray, landmarks
         return features
     mm = organ * landmarks.spacing
     features["anterior_mm"] = float(landmarks.anterior * (mm[:, 1].mean() - spine[1]))
-    left, right = np.percentile(mm[:, 0], [2, 98])
+    low, high = np.percentile(mm, [2, 98], axis=0)
+    extent = high - low
+    features["elongation"] = float(extent[0] / max(extent[1], extent[2], 1e-6))
+    left, right = low[0], high[0]
     features["reach_mm"] = float((spine[0] - left) - (right - spine[0]))
     if np.ptp(mm[:, 0]) > 0:
         features["slope"] = float(np.cov(mm[:, 0], mm[:, 2])[0, 1] / np.var(mm[:, 0], ddof=1))
@@ -143,6 +149,7 @@ def penalty(features: Placement, consensus: Placement | None = None) -> dict[str
         too_far = max(0.0, features["anterior_mm"] - MAX_ANTERIOR_MM) / 15.0
         terms["anterior"] = min(2.0, max(0.0, MIN_ANTERIOR_MM - features["anterior_mm"]) / 12.0 + too_far)
         terms["reach"] = min(1.0, max(0.0, -features["reach_mm"] - 20.0) / 30.0)
+        terms["shape"] = min(2.0, max(0.0, MIN_ELONGATION - features["elongation"]) / 0.3)
     if not np.isnan(features["slope"]):
         terms["slope"] = min(1.0, max(0.0, features["slope"] - 0.05) / 0.25)
     if consensus:
@@ -216,6 +223,8 @@ def _reasons(stored: Placement) -> str:
         words.append(f"centre {stored['anterior_mm']:.0f} mm in front of the spine")
     if not np.isnan(stored["reach_mm"]) and stored["reach_mm"] < -20:
         words.append(f"reaches {-stored['reach_mm']:.0f} mm farther right than left")
+    if not np.isnan(stored["elongation"]) and stored["elongation"] < MIN_ELONGATION:
+        words.append("longer front to back or top to bottom than left to right")
     if not np.isnan(stored["slope"]) and stored["slope"] > 0.05:
         words.append("lower on the left")
     return ", ".join(words) or "far from the other cases"
