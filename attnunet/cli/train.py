@@ -13,6 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, log, report_errors, settings_of, tune_runtime
+from attnunet.data.audit_cache import audit_dataset
+from attnunet.data.findings import refuse_errors
+from attnunet.data.layouts import CaseList
 from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import count_parameters
 from attnunet.training.checkpoint_io import AtomicCheckpointIO
@@ -35,6 +38,17 @@ def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(path)
 
 
+def audit_before_training(dataset: CaseList, check: DictConfig) -> None:
+    """The dataset audit of ``attnunet-check`` (each case measured once, kept in ``check.cache_dir``):
+    findings are logged, an error-level one stops the run unless ``check.ignore_errors``."""
+    cache_dir = Path(check.cache_dir).expanduser() if check.cache_dir else None
+    findings = audit_dataset(dataset.cases, dataset.labels, cache_dir)
+    for finding in findings:
+        log.warning(finding.line())
+    if not check.ignore_errors:
+        refuse_errors(findings, dataset.source, "check.ignore_errors=true")
+
+
 def train(cfg: DictConfig) -> tuple[str, float | None]:
     """Build everything from ``cfg`` and fit; returns the best checkpoint path and its val/dice."""
     run_dir = Path(cfg.run_dir)
@@ -44,6 +58,8 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     with settings_of("data"):
         datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
+    if cfg.check.enabled and datamodule.synthetic is None:  # the built-in phantoms need no audit
+        audit_before_training(datamodule.case_list, cfg.check)
     labels = datamodule.labels
     if cfg.model.num_classes is not None and cfg.model.num_classes != len(labels):
         raise AttnUNetError(
