@@ -66,6 +66,7 @@ def make_checkpoint(path: Path) -> Path:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from attnunet.checkpoint_format import write_checkpoint
     from attnunet.cli.common import config_dir
     from attnunet.data.transforms import PreprocessingSpec
     from attnunet.training.module import SegmentationModule
@@ -81,8 +82,7 @@ def make_checkpoint(path: Path) -> Path:
         sliding_window=plain["sliding_window"],
         optimizer=plain["optimizer"],
     )
-    torch.save({"state_dict": module.state_dict(), "attnunet": module.describe()}, path)
-    return path
+    return write_checkpoint(path, module.description(), module.net.state_dict())
 
 
 def run_infer(

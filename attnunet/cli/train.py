@@ -77,16 +77,12 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_cfg.pop("num_classes")
     with settings_of("model"):
-        module = SegmentationModule(
+        module: SegmentationModule = instantiate(
+            cfg.module,
             model=model_cfg,
             labels=labels,
             preprocessing=datamodule.spec.to_dict(),
-            sliding_window=OmegaConf.to_container(cfg.sliding_window, resolve=True),
-            optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-            scheduler=OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None,
-            loss=OmegaConf.to_container(cfg.loss, resolve=True),
             channels_last=resolve_channels_last(cfg.performance.channels_last, device_type),
-            compile=bool(cfg.performance.get("compile", False)),
             flip_axes=datamodule.flip_axes,
         )
     log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 import attnunet
+from attnunet.checkpoint_format import CheckpointDescription
 from attnunet.data.transforms import PreprocessingSpec
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import LoadedModel, load_checkpoint
@@ -185,18 +186,19 @@ def load_exported(model_file: str | Path) -> LoadedModel:
     if fmt == "onnx":
         _require_onnx()
     net = ExportedNet(_runner(fmt, model_file), fmt, spatial_dims, tuple(shape_in[2:]))
-    meta = {
-        "format": ckpt_info.get("format"),
-        "version": ckpt_info.get("attnunet_version"),
-        "model": model_desc,
-        "labels": {str(k): v for k, v in labels.items()},
-        "preprocessing": preprocessing.to_dict(),
-        "sliding_window": window.to_dict(),
-        "split": ckpt_info.get("split"),
-        "postprocessing": postprocessing,
-        "flip_axes": flip_axes,
-        "export": {k: info.get(k) for k in ("format", "model_file", "sha256", "attnunet_version", "attnunet_export")},
-    }
+    description = CheckpointDescription(
+        model=model_desc,
+        labels=labels,
+        preprocessing=preprocessing.to_dict(),
+        sliding_window=window.to_dict(),
+        split=ckpt_info.get("split"),
+        postprocessing=postprocessing,
+        flip_axes=flip_axes,
+        version=ckpt_info.get("attnunet_version"),
+        format=ckpt_info.get("format"),
+    )
+    exported = {k: info.get(k) for k in ("format", "model_file", "sha256", "attnunet_version", "attnunet_export")}
+    meta = {**description.to_dict(), "export": exported}
     return LoadedModel(
         net=net, labels=labels, preprocessing=preprocessing, sliding_window=window, meta=meta, source=model_file
     )

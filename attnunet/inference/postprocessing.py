@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from attnunet.utils.geometry import bounding_box
 
-STORED_KEY = "largest_component"  # checkpoint[CHECKPOINT_KEY]["postprocessing"][STORED_KEY]: label values
+STORED_KEY = "largest_component"  # CheckpointDescription.postprocessing[STORED_KEY]: label values
 AUTO = "auto"
 # A label is post-processed only when its validation Dice rises by more than this (nnU-Net's rule,
 # "better, not equal"): a change within rounding noise is no reason to delete anything.

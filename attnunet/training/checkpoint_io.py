@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from attnunet.inference.checkpoint import read_checkpoint_file
+from attnunet.checkpoint_format import read_checkpoint_file
 from attnunet.utils.atomic import atomic_target, remove_leftovers
 
 

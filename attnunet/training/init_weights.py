@@ -17,9 +17,8 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
-from attnunet.checkpoint_format import CHECKPOINT_KEY
+from attnunet.checkpoint_format import read_checkpoint
 from attnunet.errors import AttnUNetError
-from attnunet.inference.checkpoint import NET_PREFIX, read_checkpoint_file
 from attnunet.models.attention_unet import AttentionUNet
 
 # Model settings that change which layers exist or what their weights mean; the others (num_classes,
@@ -47,11 +46,12 @@ def load_initial_weights(net: nn.Module, path: str | Path, model_config: Mapping
     Returns:
         a one-line report: what was loaded and what was left at its initialisation.
     """
-    ckpt = read_checkpoint_file(path)
-    if CHECKPOINT_KEY not in ckpt or "state_dict" not in ckpt:
-        raise AttnUNetError("init_weights: not an attnunet checkpoint (no model description inside)", path)
+    try:
+        description, source = read_checkpoint(path)
+    except AttnUNetError as e:
+        raise AttnUNetError(f"init_weights: {e.problem}", e.path) from None
     defaults = _constructor_defaults()  # a description may leave out settings at their defaults
-    theirs = {**defaults, **(ckpt[CHECKPOINT_KEY].get("model") or {})}
+    theirs = {**defaults, **description.model}
     ours = {**defaults, **model_config}
     differing = [
         f"{k}={theirs[k]!r} (this run: {ours[k]!r})"
@@ -60,7 +60,6 @@ def load_initial_weights(net: nn.Module, path: str | Path, model_config: Mapping
     ]
     if differing:
         raise AttnUNetError(f"init_weights: another architecture: {', '.join(differing)}", path)
-    source = {k[len(NET_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(NET_PREFIX)}
     own = net.state_dict()
     matched = {k: v for k, v in source.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not matched:

@@ -13,8 +13,7 @@ from monai.data import MetaTensor
 from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.metrics import DiceMetric
 
-import attnunet
-from attnunet.checkpoint_format import CHECKPOINT_FORMAT, CHECKPOINT_KEY
+from attnunet.checkpoint_format import KEY, CheckpointDescription
 from attnunet.data.transforms import IMAGE, LABEL, VAL_WEIGHT
 from attnunet.inference.postprocessing import STORED_KEY, foreground_labels, keep_largest_component, labels_that_gain
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits
@@ -170,26 +169,28 @@ class SegmentationModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make the checkpoint self-describing with plain data only (loadable with weights_only)."""
-        checkpoint[CHECKPOINT_KEY] = self.describe()
+        checkpoint[KEY] = self.describe()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A resumed run keeps the post-processing chosen before, until its next validation."""
-        self.postprocessing = dict((checkpoint.get(CHECKPOINT_KEY) or {}).get("postprocessing") or {})
+        self.postprocessing = dict((checkpoint.get(KEY) or {}).get("postprocessing") or {})
 
-    def describe(self) -> dict[str, Any]:
+    def description(self) -> CheckpointDescription:
         """What inference needs besides the weights: model, labels, preprocessing, window and the
         post-processing chosen at the latest validation (empty before the first)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "version": attnunet.__version__,
-            "model": {**self.hparams.model, "num_classes": len(self.labels)},
-            "labels": {str(k): v for k, v in self.labels.items()},
-            "preprocessing": dict(self.hparams.preprocessing),
-            "sliding_window": self.window.to_dict(),
-            "split": self.case_split,
-            "postprocessing": self.postprocessing,
-            "flip_axes": [int(a) for a in self.hparams.flip_axes],
-        }
+        return CheckpointDescription(
+            model={**self.hparams.model, "num_classes": len(self.labels)},
+            labels=dict(self.labels),
+            preprocessing=dict(self.hparams.preprocessing),
+            sliding_window=self.window.to_dict(),
+            split=self.case_split,
+            postprocessing=self.postprocessing,
+            flip_axes=[int(a) for a in self.hparams.flip_axes],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """:meth:`description` as stored in a checkpoint (plain data)."""
+        return self.description().to_dict()
 
 
 def deep_supervision_targets(
