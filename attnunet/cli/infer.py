@@ -45,7 +45,7 @@ def main(cfg: DictConfig) -> None:
     from attnunet.inference.runner import predict_cases  # noqa: PLC0415
 
     tune_runtime(cfg.performance)
-    cases = my_share(find_inputs(cfg.input), cfg)
+    cases = my_share(find_inputs(cfg.input, series=cfg.series), cfg)
     with settings_of("predictor"):
         predictor = predictor_from_config(
             cfg, attention=cfg.save_attention or cfg.save_preview, keep_input=cfg.save_preview

@@ -19,7 +19,7 @@ import torch
 from monai import transforms as mt
 from monai.transforms.utils import map_binary_to_indices
 
-from attnunet.data.dicom import DicomSeriesReader, check_dicom_series
+from attnunet.data.dicom import DicomSeriesReader, check_dicom_series, is_dicom_file
 from attnunet.data.naming import is_nifti
 from attnunet.data.nifti_reader import NiftiReader
 from attnunet.errors import AttnUNetError
@@ -120,7 +120,7 @@ class InspectHeaderd(mt.MapTransform):
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         for key in self.keys:
             path = str(data[key])
-            if Path(path).is_dir():
+            if Path(path).is_dir() or is_dicom_file(Path(path)):
                 check_dicom_series(Path(path))
                 continue
             if not is_nifti(path):

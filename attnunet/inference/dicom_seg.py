@@ -1,10 +1,10 @@
 """Write a predicted label volume as a DICOM Segmentation object (highdicom) beside its source series.
 
-``write_dicom_seg(labels, series_folder, label_names, path)`` takes the uint8 ``(X, Y, Z)`` labels
-that the Predictor returns for a DICOM series input: on the grid of
-:func:`attnunet.data.dicom.read_series_geometry` (axis 0 = DICOM columns, axis 1 = rows, axis 2 =
-the series' files ordered along the slice normal). Frame ``k`` of the source series is therefore
-``labels[:, :, k].T`` (rows x columns).
+``write_dicom_seg(labels, series, label_names, path)`` takes the uint8 ``(X, Y, Z)`` labels that
+the Predictor returns for a DICOM series input (a folder, or a file standing for its series): on
+the grid of :func:`attnunet.data.dicom.read_series_geometry` (axis 0 = DICOM columns, axis 1 =
+rows, axis 2 = the series' images ordered along the slice normal). Image ``k`` is therefore
+``labels[:, :, k].T`` (rows x columns): a classic slice file, or a frame of an enhanced CT file.
 
 The object (SegmentationType BINARY, one frame per source slice and segment that has voxels there):
 
@@ -19,8 +19,9 @@ The object (SegmentationType BINARY, one frame per source slice and segment that
   Structure / Neoplasm (49755003 / 108369006); ``lesion`` the same category / Lesion (52988006);
   anything else Tissue / Tissue (85756007).
 * algorithm identification: automatic, family Artificial Intelligence (DCM 123110), name
-  ``attnunet``, version the package version; each frame references its source slice's
-  SOPInstanceUID; patient, study and frame of reference are the source series'.
+  ``attnunet``, version the package version; each frame references its source image (slice
+  SOPInstanceUID, or frame of the enhanced CT), the object references the source series
+  (ReferencedSeriesSequence); patient, study and frame of reference are the source series'.
 
 The file is written atomically (temporary file, then rename).
 """
@@ -34,7 +35,7 @@ import numpy as np
 import pydicom
 
 import attnunet
-from attnunet.data.dicom import read_series_geometry
+from attnunet.data.dicom import SeriesGeometry, read_series_geometry
 from attnunet.errors import AttnUNetError
 from attnunet.utils.atomic import atomic_target
 
@@ -58,27 +59,28 @@ PATIENT_STUDY_TYPE2 = (
 
 def write_dicom_seg(
     labels: np.ndarray,
-    series_folder: str | Path,
+    series: str | Path,
     label_names: Mapping[int, str],
     path: str | Path,
     *,
     series_description: str = "attnunet segmentation",
 ) -> Path:
-    """Write ``labels`` (uint8 ``(Columns, Rows, slices)`` on the series' grid) as a DICOM-SEG at ``path``.
+    """Write ``labels`` (uint8 ``(Columns, Rows, slices)`` on the grid of ``series``, a folder or a
+    file standing for its series) as a DICOM-SEG at ``path``.
 
     ``label_names`` is the model's label map ``{0: 'background', 1: 'pancreas', ...}`` (values
     0..K-1); returns ``path``. A shape that is not the series' grid or a value outside the label map
     is a one-line :class:`AttnUNetError`.
     """
     hd = _highdicom()
-    series_folder, path = Path(series_folder), Path(path)
-    geometry = read_series_geometry(series_folder)
+    series, path = Path(series), Path(path)
+    geometry = read_series_geometry(series)
     labels = np.asarray(labels)
     if labels.shape != tuple(geometry.shape):
         raise AttnUNetError(
             f"labels of shape {labels.shape} are not on the series' grid {tuple(geometry.shape)} "
             "(columns, rows, slices)",
-            series_folder,
+            series,
         )
     names = {int(k): str(v) for k, v in label_names.items()}
     if sorted(names) != list(range(len(names))) or len(names) < 2:
@@ -86,17 +88,14 @@ def write_dicom_seg(
     found = np.unique(labels)
     unknown = sorted(int(v) for v in found if int(v) not in names)
     if unknown:
-        raise AttnUNetError(f"label values {unknown} are not in the label map {sorted(names)}", series_folder)
+        raise AttnUNetError(f"label values {unknown} are not in the label map {sorted(names)}", series)
 
-    sources = [_read_source(f) for f in geometry.files]
-    first = sources[0]
-    if "FrameOfReferenceUID" not in first:
+    sources, frames = _sources_and_frames(geometry, labels, series)
+    if "FrameOfReferenceUID" not in sources[0]:
         raise AttnUNetError(
             "the series has no FrameOfReferenceUID; a segmentation must share its source's frame of reference",
-            series_folder,
+            series,
         )
-    # Frame k of the source series is labels[:, :, k] transposed to rows x columns.
-    frames = np.ascontiguousarray(np.transpose(labels, (2, 1, 0))).astype(np.uint8)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=ALGORITHM_NAME,
         version=attnunet.__version__,
@@ -137,10 +136,25 @@ def write_dicom_seg(
         )
     except (ValueError, TypeError, AttributeError) as e:
         detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise AttnUNetError(f"cannot build a DICOM segmentation from this series ({detail})", series_folder) from None
+        raise AttnUNetError(f"cannot build a DICOM segmentation from this series ({detail})", series) from None
     with atomic_target(path, suffix=".dcm") as tmp:
         seg.save_as(tmp)
     return path
+
+
+def _sources_and_frames(
+    geometry: SeriesGeometry, labels: np.ndarray, series: Path
+) -> tuple[list[pydicom.Dataset], np.ndarray]:
+    """highdicom's source images and the uint8 ``(frames, Rows, Columns)`` array in their frame order:
+    one frame per classic slice in grid order, or the frames of one enhanced CT file in its own order."""
+    per_image = np.transpose(labels, (2, 1, 0)).astype(np.uint8)  # image k: labels[:, :, k] as rows x columns
+    if all(frame is None for frame in geometry.frames):
+        return [_read_source(f) for f in geometry.files], np.ascontiguousarray(per_image)
+    if len(set(geometry.files)) > 1 or None in geometry.frames:
+        raise AttnUNetError("DICOM-SEG of a series spread over several multi-frame files is not supported", series)
+    frames = np.empty_like(per_image)
+    frames[list(geometry.frames)] = per_image
+    return [_read_source(geometry.files[0])], frames
 
 
 def _property_codes(name: str) -> tuple[object, object]:

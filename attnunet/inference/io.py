@@ -8,7 +8,8 @@ import nibabel as nib
 import numpy as np
 
 from attnunet.data.datalist import load_cases
-from attnunet.data.dicom import dicom_series_dirs
+from attnunet.data.dicom import dicom_series_dirs, is_dicom_file
+from attnunet.data.dicom_study import study_cases
 from attnunet.data.naming import case_names, is_nifti, require_unique
 from attnunet.errors import AttnUNetError
 from attnunet.utils.atomic import atomic_target
@@ -16,26 +17,35 @@ from attnunet.utils.folders import writable_folder
 from attnunet.utils.nifti_order import in_nifti_order
 
 
-def find_inputs(input_path: str | Path) -> list[tuple[str, Path]]:
-    """``(case, image path)`` for a NIfTI file, a folder of NIfTI files, a DICOM series folder (or a
-    folder of series folders, one case each), or an MSD ``dataset.json`` (its ``test`` list).
+def find_inputs(input_path: str | Path, series: str | int | None = None) -> list[tuple[str, Path]]:
+    """``(case, image path)`` for a NIfTI file, a folder of NIfTI files, a DICOM folder (one series,
+    a whole study, or folders of them: one case per series that can be segmented, see
+    :mod:`attnunet.data.dicom_study`), a DICOM file (its series), or an MSD ``dataset.json`` (its
+    ``test`` list). ``series`` (SeriesNumber or SeriesInstanceUID) keeps only that DICOM series.
     Case names follow :mod:`attnunet.data.naming` and must be unique."""
     path = Path(input_path).expanduser()
     if not path.exists():
         raise AttnUNetError("input does not exist", path)
+    pick = None if series is None else str(series)
     if path.is_file() and path.suffix == ".json":
         cases = [(c["case_id"], Path(c["image"])) for c in load_cases(path, key="test", require_label=False)]
+    elif path.is_file() and is_dicom_file(path):
+        cases = study_cases(path, pick)
     elif path.is_file():
         if not is_nifti(path):
-            raise AttnUNetError("input must be .nii/.nii.gz, a DICOM folder, a folder of them or a dataset.json", path)
+            raise AttnUNetError(
+                "input must be .nii/.nii.gz, DICOM (a file or folder), a folder of them or a dataset.json", path
+            )
         cases = [(case_names([path])[0], path)]
     else:
         files = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p))
-        series = [] if files else dicom_series_dirs(path)
-        if not files and not series:
+        if not files and not dicom_series_dirs(path):
             raise AttnUNetError("folder holds no .nii/.nii.gz files and no DICOM series", path)
-        cases = list(zip(case_names(files), files))
-        cases += [(path.name if s == path else "_".join(s.relative_to(path).parts), s) for s in series]
+        cases = list(zip(case_names(files), files)) if files else study_cases(path, pick)
+        if not cases:
+            raise AttnUNetError("no DICOM series here can be segmented (see the skipped series above)", path)
+    if pick is not None and any(is_nifti(p) for _, p in cases):
+        raise AttnUNetError(f"series={pick} picks a DICOM series, but the input holds NIfTI files", path)
     require_unique([c for c, _ in cases], path)
     return cases
 
