@@ -19,7 +19,6 @@ import attnunet.cli.infer
 import attnunet.cli.train
 from attnunet.cli.arguments import hydra_quoted, prepare_arguments
 from attnunet.cli.common import config_dir
-from attnunet.errors import AttnUNetError
 from tests.helpers import CT, make_checkpoint, run_cli
 
 # Names users' files have: spaces, non-ASCII letters, '=', commas, brackets, parentheses, quotes, '#', '~'.
@@ -94,9 +93,9 @@ def test_rewriting_is_idempotent_for_ddp_workers(tmp_path: Path, monkeypatch: py
 def test_trainer_arguments_missing_from_the_config_are_accepted(tmp_path: Path) -> None:
     arguments = [f"run_dir={tmp_path}", "trainer=cpu", "trainer.precision=32-true", "trainer.max_epochs=3"]
     arguments += ["trainer.limit_train_batches=2", "trainer.limit_val_batches=3", "trainer.gradient_clip_val=0.5"]
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        with pytest.raises(ConfigCompositionException, match="Could not override 'trainer.limit_train_batches'"):
-            compose(config_name="train", overrides=arguments)
+    refused = pytest.raises(ConfigCompositionException, match="Could not override 'trainer.limit_train_batches'")
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"), refused:
+        compose(config_name="train", overrides=arguments)
     cfg = _compose("train", arguments, trainer_arguments=True)
     assert "limit_train_batches" not in _compose("train", [f"run_dir={tmp_path}"]).trainer  # not shipped
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
