@@ -88,11 +88,11 @@ def worker(config: str, args: argparse.Namespace) -> dict:
     from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
 
-    from attnunet.cli.common import tune_runtime
+    from attnunet.utils.process import prepare_process
 
     spec = CONFIGS[config]
     if spec["tuned"]:  # the product's defaults: malloc tuning, TF32 matmuls, cudnn autotuning
-        tune_runtime({})
+        prepare_process({})
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -290,10 +290,10 @@ def compute_peak(device: str, dtype: str) -> float:
     ``high``, cuDNN's default for convolutions) and cuDNN autotuning."""
     import torch
 
-    from attnunet.cli.common import tune_runtime
+    from attnunet.utils.process import prepare_process
 
     if device == "cuda":
-        tune_runtime({})
+        prepare_process({})
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     n = 8192 if device == "cuda" else 1024

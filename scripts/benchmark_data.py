@@ -25,8 +25,8 @@ import torch
 from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.phantom import write_dataset
 from attnunet.training.module import SegmentationModule
-from attnunet.utils.allocator import keep_freed_memory
 from attnunet.utils.hardware import has_fast_bf16
+from attnunet.utils.process import keep_freed_memory
 
 
 def one_pass(dm: SegmentationDataModule) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """attnunet-infer starts quickly: light entry-point import, MONAI without unused extras, the input
-read during the imports, no final garbage collection; none of it changes what is read."""
+read during the imports; none of it changes what is read (the exit without a final garbage
+collection: tests/test_process.py)."""
 
 from __future__ import annotations
 
@@ -43,17 +44,6 @@ def test_monai_is_imported_without_the_unused_extras_which_still_import_afterwar
         "print(matplotlib.pyplot.figure is not None, scipy.signal.hilbert is not None)"
     )
     assert out.splitlines() == ["[]", "True True"]
-
-
-def test_commands_skip_the_collection_at_exit_only() -> None:
-    out = run_python(
-        "import atexit, gc\n"
-        "import attnunet.cli.common\n"
-        "before = gc.isenabled()\n"
-        "atexit._run_exitfuncs()\n"
-        "print(before, gc.isenabled(), gc.get_freeze_count() > 0)"
-    )
-    assert out == "True False True"
 
 
 def scaled_ct(path: Path) -> Path:

@@ -18,12 +18,14 @@ from attnunet.data.dataset_audit import CaseAudit, audit_case, audit_findings, l
 from attnunet.data.findings import by_case, errors
 from attnunet.data.fingerprint import LoadedCase, fingerprint_cases, report, settings_basis, suggest, write_override
 from attnunet.utils.atomic import write_text_atomically
+from attnunet.utils.process import prepare_process
 
 
 @hydra_command_line()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="check")
 @report_errors
 def main(cfg: DictConfig) -> None:
+    prepare_process()
     run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
     cfg.run_dir = str(run_dir)
     datamodule = instantiate(cfg.data)

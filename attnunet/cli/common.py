@@ -1,10 +1,11 @@
-"""What every command shares: the config folder, error reporting, runtime tuning."""
+"""What every command shares: the config folder and its interpolations, error reporting.
+
+Process set-up (warnings, memory, torch settings) is :func:`attnunet.utils.process.prepare_process`,
+which each command calls first."""
 
 from __future__ import annotations
 
-import atexit
 import functools
-import gc
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -16,8 +17,6 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from attnunet.errors import AttnUNetError, user_error
-from attnunet.utils.allocator import keep_freed_memory
-from attnunet.utils.quiet import silence_known_dependency_noise
 
 log = logging.getLogger("attnunet")
 
@@ -32,35 +31,26 @@ def _if(condition: bool, then: str, otherwise: str) -> str:
     return then if condition else otherwise
 
 
-# Config interpolations of our own, registered wherever a config is composed (every entry point and
-# the tests import this module). ``at_most`` lets data.max_cases (a key every data config has) also
-# shrink the synthetic set that is generated, so experiments never set a synthetic-only key; ``if``
-# names the organ-labelled phantom set's folder without renaming the default one.
-OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
-OmegaConf.register_new_resolver("attnunet.if", _if, replace=True)
-silence_known_dependency_noise()  # every command imports this module before it does any work
+def register_resolvers() -> None:
+    """Register the config tree's own interpolations (idempotent); :func:`config_dir` does it for
+    every composition of the tree (entry points and tests).
 
-
-def _skip_the_final_garbage_collection() -> None:
-    """At exit Python collects garbage once more over every object torch and MONAI created, a
-    noticeable share of a one-CT ``attnunet-infer`` run, to free memory the ending process gives back
-    anyway (docs/results.md#what-each-choice-on-the-inference-path-buys).
-    Freezing hides those objects from the collector; reference-counted clean-up (open files,
-    logging's flush, ``weakref.finalize``) still runs. Registered at exit only, so a process that
-    goes on (a test run) keeps its collector."""
-    gc.disable()
-    gc.freeze()
-
-
-atexit.register(_skip_the_final_garbage_collection)
+    ``at_most`` lets data.max_cases (a key every data config has) also shrink the synthetic set that
+    is generated, so experiments never set a synthetic-only key; ``if`` names the organ-labelled
+    phantom set's folder without renaming the default one.
+    """
+    OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
+    OmegaConf.register_new_resolver("attnunet.if", _if, replace=True)
 
 
 def config_dir() -> str:
     """Absolute path of the Hydra config tree.
 
     An installed wheel carries it as ``attnunet/configs``; a source checkout (editable install or
-    tests run from the repository) has it at the repository's top level.
+    tests run from the repository) has it at the repository's top level. The interpolations its
+    files use are registered on the way (:func:`register_resolvers`).
     """
+    register_resolvers()
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / "configs", package.parent / "configs"):
         if (candidate / "train.yaml").is_file():
@@ -109,16 +99,6 @@ def report_errors(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], A
             sys.exit(1)
 
     return wrapper
-
-
-def tune_runtime(performance: DictConfig) -> None:
-    """Process-wide speed settings (measured effect: docs/results.md#speed-against-monais-attentionunet)."""
-    import torch  # noqa: PLC0415 - importing a command's module stays quick (attnunet-infer imports torch late)
-
-    if performance.get("malloc_tuning", True):
-        keep_freed_memory()
-    torch.set_float32_matmul_precision(performance.get("float32_matmul_precision", "high"))
-    torch.backends.cudnn.benchmark = bool(performance.get("cudnn_benchmark", True))
 
 
 def exit_on_failures(failures: dict[str, str], kind: str) -> None:

@@ -12,12 +12,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from attnunet.cli.arguments import hydra_command_line
-from attnunet.cli.common import config_dir, report_errors, settings_of, tune_runtime
+from attnunet.cli.common import config_dir, report_errors, settings_of
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.on_folders import score_folders
 from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.evaluation.report import format_table, write_report
 from attnunet.inference.configured import model_sources, predictor_from_config
+from attnunet.utils.process import prepare_process
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -44,7 +45,7 @@ def evaluate_folders(cfg: DictConfig) -> list[dict[str, Any]]:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    tune_runtime(cfg.performance)
+    prepare_process(cfg.performance)
     run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
     cfg.run_dir = str(run_dir)
     if cfg.ckpt_path or cfg.ckpt_dir or cfg.model_file:

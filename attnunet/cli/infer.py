@@ -8,11 +8,12 @@ import hydra
 from omegaconf import DictConfig
 
 from attnunet.cli.arguments import hydra_command_line
-from attnunet.cli.common import config_dir, exit_on_failures, report_errors, settings_of, tune_runtime
+from attnunet.cli.common import config_dir, exit_on_failures, report_errors, settings_of
 from attnunet.data.naming import is_nifti
 from attnunet.data.voxel_prefetch import start_reading
 from attnunet.errors import AttnUNetError
 from attnunet.utils.lean_imports import import_monai
+from attnunet.utils.process import prepare_process
 
 
 def my_share(cases: list, cfg: DictConfig) -> list:
@@ -44,7 +45,7 @@ def main(cfg: DictConfig) -> None:
     from attnunet.inference.io import find_inputs  # noqa: PLC0415
     from attnunet.inference.runner import predict_cases  # noqa: PLC0415
 
-    tune_runtime(cfg.performance)
+    prepare_process(cfg.performance)
     cases = my_share(find_inputs(cfg.input, series=cfg.series), cfg)
     with settings_of("predictor"):
         predictor = predictor_from_config(

@@ -9,12 +9,14 @@ from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, report_errors
 from attnunet.errors import AttnUNetError
 from attnunet.phantom import write_dataset
+from attnunet.utils.process import prepare_process
 
 
 @hydra_command_line()
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="synth")
 @report_errors
 def main(cfg: DictConfig) -> None:
+    prepare_process()
     try:
         path = write_dataset(
             cfg.output_dir,

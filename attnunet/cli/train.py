@@ -12,7 +12,7 @@ from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from attnunet.cli.arguments import hydra_command_line
-from attnunet.cli.common import config_dir, log, report_errors, settings_of, tune_runtime
+from attnunet.cli.common import config_dir, log, report_errors, settings_of
 from attnunet.data.audit_cache import audit_dataset
 from attnunet.data.findings import refuse_errors
 from attnunet.data.layouts import CaseList
@@ -22,6 +22,7 @@ from attnunet.training.checkpoint_io import AtomicCheckpointIO
 from attnunet.training.init_weights import FreezeEncoder, load_initial_weights
 from attnunet.training.module import SegmentationModule
 from attnunet.utils.hardware import resolve_channels_last, resolve_precision, training_device_type
+from attnunet.utils.process import prepare_process
 
 
 def resolve_checkpoint(ckpt_path: str | None, run_dir: Path) -> str | None:
@@ -53,7 +54,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     """Build everything from ``cfg`` and fit; returns the best checkpoint path and its val/dice."""
     run_dir = Path(cfg.run_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    tune_runtime(cfg.performance)
+    prepare_process(cfg.performance)
 
     with settings_of("data"):
         datamodule = instantiate(cfg.data)
