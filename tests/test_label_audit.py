@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attnunet.data.audit_cache import audit_dataset
 from attnunet.data.body_landmarks import find_landmarks
 from attnunet.data.datalist import load_cases
 from attnunet.data.dataset_audit import audit_case, audit_findings
@@ -23,6 +24,8 @@ from attnunet.data.label_alignment import (
     penalty,
 )
 from attnunet.data.label_plausibility import plausibility_findings
+from attnunet.data.layouts import discover
+from attnunet.phantom import write_dataset
 from tests.helpers import BINARY, CT, PANCREAS
 
 TUMOUR = {0: "background", 1: "pancreas", 2: "tumour"}
@@ -153,3 +156,12 @@ def test_phantoms_of_the_default_generator_raise_no_finding(tiny_dataset: Path) 
     audits = {case_id: audit_case(loaded, names) for case_id, loaded in load_pairs(cases, len(names))}
     assert len(audits) == 4
     assert audit_findings(audits, names) == []
+
+
+@pytest.mark.slow
+def test_the_default_phantom_set_raises_no_finding(tmp_path: Path) -> None:
+    """Every case of the default synthetic set (32 phantoms, seed 0), through the audit training runs."""
+    write_dataset(tmp_path / "ds", num_cases=32, seed=0)
+    dataset = discover("auto", tmp_path / "ds")
+    assert len(dataset.cases) == 32
+    assert audit_dataset(dataset.cases, dataset.labels, cache_dir=None) == []

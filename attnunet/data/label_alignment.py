@@ -91,6 +91,18 @@ def pancreatic_labels(names: Mapping[int, str]) -> list[int]:
     return [k for k, v in names.items() if k > 0 and PANCREATIC.search(v)]
 
 
+def foreground_box(label: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The bounding box of the voxels above 0 of ``(X, Y, Z)`` ``label``; None when there are none.
+    Work within it: finding the voxels of a whole full-size CT takes half a second per pass."""
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(label.any(axis=tuple(a for a in range(3) if a != axis)))
+        if len(hit) == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return box[0], box[1], box[2]
+
+
 def measure(image: np.ndarray, label: np.ndarray, landmarks: BodyLandmarks, organ: list[int]) -> dict[str, Placement]:
     """Features of every placement of ``label`` on ``image`` (both ``(X, Y, Z)``, RAS, image in HU).
 
@@ -99,9 +111,10 @@ def measure(image: np.ndarray, label: np.ndarray, landmarks: BodyLandmarks, orga
     the ``organ`` voxels, ``anterior_mm``, ``reach_mm`` and ``slope`` (NaN without them or without
     a spine). Empty for an empty label.
     """
-    voxels = np.argwhere(label > 0)
-    if len(voxels) == 0:
+    box = foreground_box(label)
+    if box is None:
         return {}
+    voxels = np.argwhere(label[box] > 0) + [b.start for b in box]
     if len(voxels) > MAX_VOXELS:  # evenly spaced in storage order: deterministic, spread over the label
         voxels = voxels[np.linspace(0, len(voxels) - 1, MAX_VOXELS).astype(int)]
     in_organ = np.isin(label[voxels[:, 0], voxels[:, 1], voxels[:, 2]], organ)

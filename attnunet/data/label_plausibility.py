@@ -17,6 +17,7 @@ from scipy.spatial import cKDTree
 
 from attnunet.data.body_landmarks import BodyLandmarks
 from attnunet.data.findings import ERROR, WARNING, Finding
+from attnunet.data.label_alignment import foreground_box
 
 MIN_ML = 1.0  # below: not a pancreas at all (an atrophic one keeps about 10 mL)
 TYPICAL_ML = (10.0, 300.0)  # outside: unusual enough to look at (adults: about 20-150 mL)
@@ -38,20 +39,24 @@ def measure(
     ``labels``.
     """
     voxel_ml = float(np.prod(spacing)) / 1000.0
+    box = foreground_box(label)
+    if box is None:
+        return {"voxels": 0, "organ_ml": 0.0 if organ else None, "labels": {}}
+    inside = label[box]
     out: dict[str, Any] = {
-        "voxels": int(np.count_nonzero(label)),
-        "organ_ml": float(np.count_nonzero(np.isin(label, organ)) * voxel_ml) if organ else None,
+        "voxels": int(np.count_nonzero(inside)),
+        "organ_ml": float(np.count_nonzero(np.isin(inside, organ)) * voxel_ml) if organ else None,
         "labels": {},
     }
     for value in names:
-        mask = label == value
+        mask = inside == value
         count = int(np.count_nonzero(mask)) if value > 0 else 0
         if count == 0:
             continue
         voxels = np.argwhere(mask)
         out["labels"][str(value)] = {
             "ml": round(count * voxel_ml, 3),
-            "outside": round(float(np.mean(~landmarks.inside_body(voxels))), 4),
+            "outside": round(float(np.mean(~landmarks.inside_body(voxels + [b.start for b in box]))), 4),
             "far_pieces": _far_pieces(mask, voxels, spacing, voxel_ml),
         }
     return out
