@@ -1,21 +1,29 @@
-"""Shared fixtures: a tiny synthetic dataset and the real config tree."""
+"""Session fixtures shared by the suites: a tiny phantom set (and one in the NIH layout), the cropped
+real CT, one untrained test checkpoint and one trained smoke run (slow tests only)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import nibabel as nib
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from attnunet.cli.common import config_dir
 from attnunet.phantom import write_dataset
+from tests.helpers import CT, PANCREAS, make_checkpoint, run_attnunet, source_env
 
-DATA = Path(__file__).parent / "data"
+# Around the pancreas of the real CT: 80 x 70 x 52 voxels of 3 mm instead of 122 x 101 x 112.
+CROP = (slice(15, 95), slice(20, 90), slice(60, 112))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def children_import_this_source_tree() -> Iterator[None]:
+    """Every process a test starts (commands, scripts, ``python -c``) imports ``attnunet`` from this
+    source tree, as the tests themselves do, never an installed copy of another version."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", source_env()["PYTHONPATH"])
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -34,24 +42,29 @@ def nih_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    """Compose ``train.yaml`` exactly as ``attnunet-train`` would, with ``run_dir`` filled in."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+@pytest.fixture(scope="session")
+def cropped_ct(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real CT cropped around its pancreas (same voxels and world positions, a sixth of the size);
+    its pancreas mask is beside it as ``pancreas.nii.gz``."""
+    folder = tmp_path_factory.mktemp("cropped_ct")
+    nib.save(nib.load(PANCREAS).slicer[CROP], folder / "pancreas.nii.gz")
+    path = folder / "ct.nii.gz"
+    nib.save(nib.load(CT).slicer[CROP], path)
+    return path
 
 
-def attnunet(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    exe = shutil.which("attnunet-train")
-    cmd = [exe] if args[0] == "train" and exe else [sys.executable, "-m", "attnunet", args[0]]
-    env = {**os.environ, "ATTNUNET_CACHE": str(cache)}
-    return subprocess.run(cmd + args[1:], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained binary (background, pancreas) checkpoint: 4 mm voxels, 32^3 windows, flips on all axes."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt")
 
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess, Path]:
+    """``attnunet-train experiment=smoke`` once per session: (run dir, the finished process, data cache)."""
     cwd = tmp_path_factory.mktemp("work")
     cache = tmp_path_factory.mktemp("cache")
-    result = attnunet(["train", "experiment=smoke"], cwd, cache)
+    result = run_attnunet(["train", "experiment=smoke"], cwd, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((cwd / "outputs" / "train").iterdir())
     assert len(runs) == 1

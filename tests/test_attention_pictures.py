@@ -13,7 +13,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 from torch import nn
 
 from attnunet.inference.checkpoint import load_checkpoint
@@ -23,32 +22,9 @@ from attnunet.inference.regrid import network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
 from attnunet.models.attention_unet import NetOutput
 from attnunet.utils import overlays
-from tests.test_inference import make_checkpoint
+from tests.helpers import CT, boxes, is_colour_bar
 
-DATA = Path(__file__).parent / "data"
-CT = DATA / "abdomen_ct.nii.gz"
 WINDOW = (-175.0, 250.0)
-
-
-def boxes(picture: np.ndarray, min_pixels: int = 1000) -> list[tuple[slice, slice]]:
-    """Bounding boxes (rows, columns) of the connected regions that are not page background, left to
-    right: the panels and the colour bar (text glyphs are smaller than ``min_pixels``)."""
-    labelled, _ = ndimage.label((picture != overlays.BACKGROUND).any(-1))
-    found = [(box, int((labelled[box] == i + 1).sum())) for i, box in enumerate(ndimage.find_objects(labelled))]
-    return sorted((box for box, n in found if n >= min_pixels), key=lambda b: b[1].start)
-
-
-def is_colour_bar(strip: np.ndarray) -> bool:
-    """``strip`` ``(H, W, 3)`` is the colour map from 1 (top) to 0 (bottom) in every column."""
-    expected = (overlays.colour_map(torch.linspace(1, 0, strip.shape[0])[:, None]) * 255).round()
-    expected = expected.permute(1, 2, 0).numpy()
-    green = strip[:, :, 1].astype(int)
-    return bool(np.abs(strip - expected).max() <= 1 and (np.diff(green, axis=0) <= 0).all() and np.ptp(green) > 150)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt", {0: "background", 1: "pancreas"})
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from benchmark_full_ct import AIR_HU, TEST_CT, agreement, make_checkpoint, make_full_ct, run_infer
 
 from attnunet.utils.hardware import cpu_has_native_bf16
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-from benchmark_full_ct import AIR_HU, TEST_CT, agreement, make_checkpoint, make_full_ct, run_infer  # noqa: E402
+from tests.helpers import SCRIPTS
 
 
 def test_full_ct_is_the_test_ct_at_clinical_geometry(tmp_path: Path) -> None:
@@ -87,8 +84,11 @@ def test_model_benchmark_prints_ratios_and_writes_json(tmp_path: Path) -> None:
     rows = results["rows"]["cpu"]
     fp32_rows = {"monai_fp32", "monai_fp32_untuned", "attnunet_fp32", "attnunet_fp32_untuned"}
     assert set(rows) == fp32_rows | ({"monai_bf16", "attnunet_bf16"} if bf16 else set())
-    assert rows["attnunet_fp32"]["argmax_agreement"] == 1.0  # its own reference
-    assert 0.5 < rows[shipped]["argmax_agreement"] <= 1.0
+    # Against the fp32 reference: the untuned run (no channels-last, no thread tuning) must give the
+    # same labels; bf16 rounds, so a few voxels may change.
+    assert rows["attnunet_fp32_untuned"]["argmax_agreement"] > 0.999
+    if bf16:
+        assert 0.9 < rows["attnunet_bf16"]["argmax_agreement"] <= 1.0
     assert all(r["forward_s"] > 0 and r["train_step_s"] > 0 and r["peak_mib"] > 0 for r in rows.values())
     assert results["gflop_per_patch"]["attnunet"] > results["gflop_per_patch"]["monai"] > 0
     assert results["peak_gflops"]["cpu"]["fp32"] > 0

@@ -6,13 +6,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import boundary_tolerance
 import numpy as np
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import boundary_tolerance  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 

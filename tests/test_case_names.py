@@ -19,7 +19,7 @@ from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs
 from attnunet.inference.predictor import Predictor
 from attnunet.inference.runner import predict_cases
-from tests.test_inference import CT, make_checkpoint
+from tests.helpers import CT, make_checkpoint
 
 NUMBERED = ["PANCREAS_0001", "PANCREAS_0002", "PANCREAS_0003"]
 

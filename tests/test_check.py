@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from attnunet.data.datalist import load_cases
 from attnunet.data.fingerprint import fingerprint_cases, suggest
 from attnunet.data.transforms import PreprocessingSpec
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 
 def test_fingerprint_suggestions_follow_the_rules(tiny_dataset: Path) -> None:

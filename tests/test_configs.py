@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from pytorch_lightning.strategies import DDPStrategy
 
 from attnunet.cli.common import config_dir
 from attnunet.data.datamodule import SegmentationDataModule, SyntheticDataModule
 from attnunet.data.layouts import discover
 from attnunet.models.factory import build_model
 from attnunet.training.callbacks import AttentionMapLogger
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 CONFIGS = Path(config_dir())
 
@@ -53,13 +55,18 @@ def test_nih_config_reads_the_tcia_layout(nih_dataset: Path) -> None:
 
 
 @pytest.mark.parametrize("name", options("trainer"))
-def test_trainer_configs_compose(name: str, tmp_path: Path) -> None:
+def test_trainer_configs_build(name: str, tmp_path: Path) -> None:
+    """Every trainer config builds a Trainer with its own settings; the GPU ones on the CPU here
+    (accelerator swapped, everything else as configured, DDP strategy included)."""
     cfg = compose_train([f"trainer={name}", f"run_dir={tmp_path}", "trainer.precision=32-true"])
-    if cfg.trainer.accelerator == "gpu":
-        assert cfg.trainer.devices >= 1  # no GPU here: compose only
-        return
+    on_gpu = cfg.trainer.accelerator == "gpu"
+    if on_gpu and not torch.cuda.is_available():
+        cfg.trainer.accelerator = "cpu"
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     assert isinstance(trainer, pl.Trainer)
+    assert trainer.num_devices == cfg.trainer.devices and trainer.num_nodes == cfg.trainer.get("num_nodes", 1)
+    assert isinstance(trainer.strategy, DDPStrategy) == (cfg.trainer.get("strategy") == "ddp")
+    assert trainer.max_epochs == cfg.trainer.max_epochs
 
 
 def test_callbacks_and_logger_instantiate(tmp_path: Path) -> None:

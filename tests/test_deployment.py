@@ -12,9 +12,8 @@ import pytest
 from attnunet.data.dicom import read_series_geometry
 from attnunet.inference.export import export_model
 from attnunet.utils.dicom_writer import write_series
-from tests.test_inference import CT, make_checkpoint, run_cli
+from tests.helpers import CT, make_checkpoint, run_cli
 
-hd = pytest.importorskip("highdicom")
 pytestmark = pytest.mark.slow
 
 
@@ -26,6 +25,8 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_exported_model_writes_nifti_and_dicom_seg_that_agree(series: Path, tmp_path: Path) -> None:
+    hd = pytest.importorskip("highdicom", reason="DICOM-SEG needs the dicom extra: pip install attnunet[dicom]")
+    pytest.importorskip("onnxruntime", reason="format=onnx needs the onnx extra: pip install attnunet[onnx]")
     ckpt = make_checkpoint(tmp_path / "m.ckpt", {0: "background", 1: "pancreas"}, spacing=(6.0, 6.0, 6.0))
     model_file = export_model(ckpt, "onnx", tmp_path / "m.onnx")
     out = tmp_path / "out"

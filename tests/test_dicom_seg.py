@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +18,6 @@ from attnunet.errors import AttnUNetError
 from attnunet.inference.dicom_seg import write_dicom_seg
 from attnunet.utils.dicom_writer import write_series
 
-hd = pytest.importorskip("highdicom")  # in the test extra; skipped only where someone installed less
 DATA = Path(__file__).parent / "data"
 SLICES = slice(84, 96)  # twelve slices through the pancreas of the real CT
 NAMES = {0: "background", 1: "pancreas", 2: "tumour", 3: "spleen"}
@@ -29,6 +31,12 @@ def add_scanner_attributes(folder: Path) -> None:
         ds.FrameOfReferenceUID = FRAME_OF_REFERENCE
         ds.PatientName, ds.PatientSex, ds.StudyID = "Test^Patient", "O", "1"
         ds.save_as(f)
+
+
+@pytest.fixture(scope="module")
+def hd() -> ModuleType:
+    """highdicom, to read the written objects back (in the test extra; the dicom extra for users)."""
+    return pytest.importorskip("highdicom", reason="DICOM-SEG needs the dicom extra: pip install attnunet[dicom]")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     return folder, labels
 
 
-def frames_by_source(seg: hd.seg.Segmentation) -> dict[tuple[str, int], np.ndarray]:
+def frames_by_source(seg: Any) -> dict[tuple[str, int], np.ndarray]:
     """(referenced source SOPInstanceUID, segment number) -> that frame's mask (rows x columns)."""
     pixels = seg.pixel_array if seg.NumberOfFrames > 1 else seg.pixel_array[None]
     out = {}
@@ -61,7 +69,7 @@ def frames_by_source(seg: hd.seg.Segmentation) -> dict[tuple[str, int], np.ndarr
 
 
 def test_segmentation_references_each_source_slice_and_matches_the_labels(
-    series: tuple[Path, np.ndarray], tmp_path: Path
+    hd: ModuleType, series: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     folder, labels = series
     path = write_dicom_seg(labels, folder, NAMES, tmp_path / "seg.dcm")
@@ -111,7 +119,9 @@ def test_segmentation_references_each_source_slice_and_matches_the_labels(
         np.testing.assert_allclose(got, position[uid], atol=1e-3)
 
 
-def test_an_empty_prediction_still_gives_a_valid_segmentation(series: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+def test_an_empty_prediction_still_gives_a_valid_segmentation(
+    hd: ModuleType, series: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
     folder, labels = series
     path = write_dicom_seg(np.zeros_like(labels), folder, {0: "background", 1: "pancreas"}, tmp_path / "seg.dcm")
     seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(path))
@@ -119,7 +129,7 @@ def test_an_empty_prediction_still_gives_a_valid_segmentation(series: tuple[Path
     assert seg.NumberOfFrames == labels.shape[2] and not seg.pixel_array.any()
 
 
-def test_bad_inputs_are_one_line_errors(series: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+def test_bad_inputs_are_one_line_errors(hd: ModuleType, series: tuple[Path, np.ndarray], tmp_path: Path) -> None:
     folder, labels = series
     cases = [
         (labels[:, :, :-1], NAMES, "not on the series' grid"),
@@ -140,3 +150,15 @@ def test_bad_inputs_are_one_line_errors(series: tuple[Path, np.ndarray], tmp_pat
     with pytest.raises(AttnUNetError) as e:
         write_dicom_seg(np.zeros(read_series_geometry(bare).shape, np.uint8), bare, NAMES, tmp_path / "seg.dcm")
     assert "no FrameOfReferenceUID" in str(e.value)
+
+
+def test_without_highdicom_the_error_names_the_extra_to_install(
+    series: tuple[Path, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # what an install without the dicom extra sees
+    folder, labels = series
+    with pytest.raises(
+        AttnUNetError, match=r"^DICOM-SEG output needs the optional package: pip install 'attnunet\[dicom\]'$"
+    ):
+        write_dicom_seg(labels, folder, NAMES, tmp_path / "seg.dcm")
+    assert not list(tmp_path.iterdir())

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from attnunet.training.module import SegmentationModule
 from attnunet.utils.hardware import resolve_precision
-from tests.conftest import attnunet, compose_train
+from tests.helpers import compose_train, run_attnunet
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_ddp_cpu_run_matches_single_process_dice(split: str, smoke_run, tmp_path
     num_cases, val_fraction = SPLITS[split]
     data = [f"data.max_cases={num_cases}", f"data.val_fraction={val_fraction}"]
     args = ["experiment=smoke", "trainer=ddp_cpu", "trainer.max_epochs=1", *data]
-    result = attnunet(["train", *args], tmp_path, cache)
+    result = run_attnunet(["train", *args], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "train").iterdir())
     assert len(runs) == 1  # the worker process wrote into the same run dir

@@ -19,8 +19,7 @@ from attnunet.inference.configured import load_models, model_sources, predictor_
 from attnunet.inference.ensemble import EnsemblePredictor, mean_uncertainty, predictive_entropy
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.inference.runner import predict_cases
-from attnunet.phantom import write_dataset
-from tests.test_inference import CT, make_checkpoint
+from tests.helpers import assert_same_prediction, make_checkpoint, run_cli, stored_as
 
 LABELS = {0: "background", 1: "pancreas"}
 
@@ -42,14 +41,6 @@ def predictor_cfg(**sources: object) -> OmegaConf:
 
 
 @pytest.fixture(scope="module")
-def small_ct(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    img = nib.load(CT)
-    path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
-    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[25:95, 20:80, 40:80], img.affine), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two k-fold-sweep-like runs with different weights (make_checkpoint seeds its net; a copy
     with perturbed weights stands for the second fold)."""
@@ -68,18 +59,18 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [first, second]
 
 
-def test_ensemble_of_one_checkpoint_twice_equals_the_single_model(checkpoints: list[Path], small_ct: Path) -> None:
+def test_ensemble_of_one_checkpoint_twice_equals_the_single_model(checkpoints: list[Path], cropped_ct: Path) -> None:
     settings = PredictorSettings(device="cpu", precision="fp32")
-    single = Predictor(load_checkpoint(checkpoints[0]), settings)(small_ct)
-    twice = EnsemblePredictor([load_checkpoint(checkpoints[0])] * 2, settings)(small_ct)
+    single = Predictor(load_checkpoint(checkpoints[0]), settings)(cropped_ct)
+    twice = EnsemblePredictor([load_checkpoint(checkpoints[0])] * 2, settings)(cropped_ct)
     np.testing.assert_array_equal(twice.labels, single.labels)
     np.testing.assert_allclose(twice.probabilities, single.probabilities, atol=1e-6)
 
 
-def test_ensemble_averages_the_members_softmax(checkpoints: list[Path], small_ct: Path) -> None:
+def test_ensemble_averages_the_members_softmax(checkpoints: list[Path], cropped_ct: Path) -> None:
     settings = PredictorSettings(device="cpu", precision="fp32")
-    members = [Predictor(load_checkpoint(c), settings)(small_ct).probabilities for c in checkpoints]
-    both = EnsemblePredictor([load_checkpoint(c) for c in checkpoints], settings)(small_ct)
+    members = [Predictor(load_checkpoint(c), settings)(cropped_ct).probabilities for c in checkpoints]
+    both = EnsemblePredictor([load_checkpoint(c) for c in checkpoints], settings)(cropped_ct)
     assert not np.allclose(members[0], members[1], atol=1e-3)  # the members do differ
     np.testing.assert_allclose(both.probabilities, (members[0] + members[1]) / 2, atol=1e-5)
     np.testing.assert_array_equal(both.labels, both.probabilities.argmax(0))
@@ -105,13 +96,13 @@ def test_members_with_another_label_map_are_refused(checkpoints: list[Path], tmp
 
 
 def test_uncertainty_is_the_entropy_of_the_averaged_softmax_on_the_input_grid(
-    checkpoints: list[Path], small_ct: Path, tmp_path: Path
+    checkpoints: list[Path], cropped_ct: Path, tmp_path: Path
 ) -> None:
     predictor = EnsemblePredictor([load_checkpoint(c) for c in checkpoints], PredictorSettings(precision="fp32"))
-    predict_cases(predictor, [("ct", small_ct)], tmp_path, save_uncertainty=True, save_probabilities=True)
+    predict_cases(predictor, [("ct", cropped_ct)], tmp_path, save_uncertainty=True, save_probabilities=True)
     unc = nib.load(tmp_path / "ct_uncertainty.nii.gz")
     probs = np.moveaxis(np.asanyarray(nib.load(tmp_path / "ct_probabilities.nii.gz").dataobj), -1, 0)
-    assert unc.shape == nib.load(small_ct).shape and np.allclose(unc.affine, nib.load(small_ct).affine)
+    assert unc.shape == nib.load(cropped_ct).shape and np.allclose(unc.affine, nib.load(cropped_ct).affine)
     data = np.asanyarray(unc.dataobj)
     assert data.dtype == np.float32 and data.min() >= 0 and data.max() <= math.log(2) + 1e-5
     np.testing.assert_allclose(data, predictive_entropy(probs), atol=1e-5)
@@ -134,12 +125,12 @@ def test_checkpoints_copied_keep_working(checkpoints: list[Path], tmp_path: Path
 
 
 def test_fold_ensemble_refuses_to_score_a_split_its_members_do_not_share(
-    checkpoints: list[Path], tmp_path: Path
+    checkpoints: list[Path], tiny_dataset: Path
 ) -> None:
     """Fold i's validation cases are training cases of the other folds: no honest ``val`` score."""
-    write_dataset(tmp_path / "ds", num_cases=2, seed=0)
-    datamodule = SegmentationDataModule(root=str(tmp_path / "ds"), cache="none", num_workers=0)
-    folds = [{"train": ["synth_000"], "val": ["synth_001"]}, {"train": ["synth_001"], "val": ["synth_000"]}]
+    datamodule = SegmentationDataModule(root=str(tiny_dataset), cache="none", num_workers=0, merge_labels={2: 1})
+    first, second = (c["case_id"] for c in datamodule.case_list.cases[:2])
+    folds = [{"train": [first], "val": [second]}, {"train": [second], "val": [first]}]
     members = [load_checkpoint(p) for p in checkpoints]
     for member, fold in zip(members, folds):
         member.meta["split"] = fold
@@ -149,7 +140,7 @@ def test_fold_ensemble_refuses_to_score_a_split_its_members_do_not_share(
     assert str(checkpoints[0]) in str(info.value)
     members[1].meta["split"] = folds[0]  # same cases (e.g. seeds of one split): scored as usual
     rows = evaluate_on_split(predictor, datamodule, "val", 2.0, checkpoints[0])
-    assert {r["case"] for r in rows} == {"synth_001"}
+    assert {r["case"] for r in rows} == {second}
 
 
 def test_ensemble_tta_flips_only_along_the_axes_every_member_was_trained_mirrored(tmp_path: Path) -> None:
@@ -164,3 +155,28 @@ def test_ensemble_tta_flips_only_along_the_axes_every_member_was_trained_mirrore
     with pytest.raises(AttnUNetError, match="needs a model trained with flip augmentation") as e:
         EnsemblePredictor([wide, unflipped], tta)
     assert "none.ckpt" in str(e.value)
+
+
+@pytest.mark.slow
+def test_ensemble_sharded_over_two_processes_at_the_command_line(
+    checkpoints: list[Path], cropped_ct: Path, tmp_path: Path
+) -> None:
+    """``ckpt_path=[a,b]`` runs the ensemble; ``shard=i/2`` gives each process every second case; together
+    they write what the ensemble predicts for each case."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for code in ("RAS", "LPS", "SRA"):
+        stored_as(cropped_ct, code, inputs / f"ct_{code}.nii.gz")
+    members = f"ckpt_path=[{checkpoints[0]},{checkpoints[1]}]"
+    for shard, count in (("0/2", 2), ("1/2", 1)):
+        args = [members, f"input={inputs}", f"output_dir={tmp_path / 'out'}", "precision=fp32", f"shard={shard}"]
+        result = run_cli("infer", [*args, "save_probabilities=true"], tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"{count} done, 0 already finished, 0 failed" in result.stdout
+    ensemble = EnsemblePredictor([load_checkpoint(c) for c in checkpoints], PredictorSettings(precision="fp32"))
+    for code in ("RAS", "LPS", "SRA"):
+        expected = ensemble(inputs / f"ct_{code}.nii.gz")
+        labels = np.asanyarray(nib.load(tmp_path / "out" / f"ct_{code}_seg.nii.gz").dataobj)
+        probabilities = nib.load(tmp_path / "out" / f"ct_{code}_probabilities.nii.gz").get_fdata(dtype=np.float32)
+        probabilities = np.moveaxis(probabilities, -1, 0)
+        assert_same_prediction(probabilities, labels, expected.probabilities, expected.labels, atol=1e-5)

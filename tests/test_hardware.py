@@ -10,7 +10,7 @@ import torch
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.utils import hardware
-from tests.test_inference import CT, make_checkpoint, run_cli
+from tests.helpers import CT, make_checkpoint, run_cli
 
 LABELS = {0: "background", 1: "pancreas"}
 

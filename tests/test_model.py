@@ -10,7 +10,7 @@ from attnunet.errors import AttnUNetError
 from attnunet.models.attention_unet import AttentionUNet, count_parameters
 from attnunet.models.factory import build_model
 from attnunet.models.layers import norm_nd
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 SMALL = (4, 8, 16, 32)
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-from overlay_figure import dice, figure  # noqa: E402
+from overlay_figure import dice, figure
 
 DATA = Path(__file__).parent / "data"
 CT, PANCREAS = DATA / "abdomen_ct.nii.gz", DATA / "abdomen_pancreas.nii.gz"

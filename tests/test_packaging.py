@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from attnunet.cli.common import config_dir
+from tests.helpers import ROOT
 
-tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 pytestmark = pytest.mark.skipif(not (ROOT / "Dockerfile").exists(), reason="needs the source tree")
 
 
 def console_scripts() -> set[str]:
+    """The command names ``pyproject.toml`` installs (tomllib is in the standard library from Python
+    3.11; on 3.10, which ``requires-python`` allows, tomli is the same parser)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
     return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
 
 
@@ -31,11 +34,14 @@ def test_dockerfile_copies_existing_files_and_runs_real_commands() -> None:
     assert "docker build -t attnunet ." in README
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_ci_runs_the_readme_test_command_and_both_suites() -> None:
     block = re.search(r"Set up and run the tests.*?```bash\n(.+?)\n```", README, re.S)
     assert block, "README lost its test command"
-    assert block.group(1).strip() in (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert block.group(1).strip() in ci
     assert "torch==2.13.0" in block.group(1)
+    # plain pytest runs the quick suite only (pyproject's addopts); the slow one must be asked for
+    assert re.search(r"\.venv/bin/pytest && \.venv/bin/pytest -m slow$", ci, re.M), ci
 
 
 def test_readme_commands_exist() -> None:

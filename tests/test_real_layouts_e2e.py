@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import attnunet
+from tests.helpers import run_attnunet
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ TINY = [
 
 
 def train(args: list[str], cwd: Path, cache: Path) -> tuple[Path, subprocess.CompletedProcess]:
-    result = attnunet(["train", *TINY, *args], cwd, cache)
+    result = run_attnunet(["train", *TINY, *args], cwd, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (cwd / "outputs" / "train").iterdir()
     return run, result
@@ -41,7 +41,7 @@ def test_msd_config_trains_the_binary_task_and_evaluates_with_merged_labels(tiny
     data = ["data=msd_pancreas", f"data.root={tiny_dataset}", "data.merge_labels={2:1}"]
     run, _ = train(data, tmp_path, tmp_path / "cache")
     assert labels_of(run) == {"0": "background", "1": "pancreas"}  # the dataset's lesion label merged
-    result = attnunet(
+    result = run_attnunet(
         ["evaluate", *data, *TINY[3:5], f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", f"run_dir={tmp_path / 'ev'}"],
         tmp_path,
         tmp_path / "cache",
@@ -53,7 +53,7 @@ def test_msd_config_trains_the_binary_task_and_evaluates_with_merged_labels(tiny
 
 def test_nnunet_raw_folder_trains_through_nifti_folder(tmp_path: Path) -> None:
     root = tmp_path / "nnUNet_raw" / "Dataset007_Pancreas"
-    made = attnunet(["synth", f"output_dir={root}", "num_cases=3", "layout=nnunet"], tmp_path, tmp_path / "cache")
+    made = run_attnunet(["synth", f"output_dir={root}", "num_cases=3", "layout=nnunet"], tmp_path, tmp_path / "cache")
     assert made.returncode == 0, made.stderr[-3000:]
     run, result = train(["data=nifti_folder", f"data.root={root}"], tmp_path, tmp_path / "cache")
     assert labels_of(run) == {"0": "background", "1": "pancreas"}

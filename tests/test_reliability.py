@@ -1,4 +1,5 @@
-"""Kills for real: pre-emption signals save a resumable checkpoint; checkpoint writes are atomic."""
+"""Kills for real: pre-emption signals save a resumable checkpoint; a process killed in the middle of
+writing a checkpoint or an output leaves the previous file, never a broken one."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ import pytest
 import torch
 
 from attnunet.training.checkpoint_io import AtomicCheckpointIO
-
-pytestmark = pytest.mark.slow
+from tests.helpers import source_env, stored_as
 
 
 def start_training(run_dir: Path, cache: Path, extra: list[str]) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "attnunet", "train", "experiment=smoke", f"hydra.run.dir={run_dir}", *extra]
-    env = {**os.environ, "ATTNUNET_CACHE": str(cache)}
+    env = source_env(ATTNUNET_CACHE=str(cache))
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -31,6 +31,7 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> Non
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_preemption_signal_saves_last_and_resume_continues(smoke_run, tmp_path: Path, signum: int) -> None:
     _, _, cache = smoke_run
@@ -52,20 +53,44 @@ def test_preemption_signal_saves_last_and_resume_continues(smoke_run, tmp_path: 
     assert final["global_step"] == steps_per_epoch * (saved["epoch"] + 2)
 
 
-def test_sigkill_leaves_a_loadable_checkpoint(smoke_run, tmp_path: Path) -> None:
-    _, _, cache = smoke_run
-    run = tmp_path / "run"
-    last = run / "checkpoints" / "last.ckpt"
-    process = start_training(run, cache, ["trainer.max_epochs=200"])
-    wait_for(last, process)
-    for _ in range(10):  # kill at arbitrary moments, including during saves
-        time.sleep(0.37)
-        if process.poll() is not None:
-            break
-    process.kill()
-    process.wait(timeout=60)
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] > 0
-    # a temporary file from the killed save may remain (removed at the next save of that checkpoint)
+# Saves step 1, then step 2 with the process killed (SIGKILL: no clean-up runs) at a chosen moment.
+KILLED_SAVE = """
+import io, os, signal, sys
+import torch
+from attnunet.training.checkpoint_io import AtomicCheckpointIO
+
+path, moment = sys.argv[1], sys.argv[2]
+AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(1), "w": torch.zeros(4096)}, path)
+real_save, real_fsync = torch.save, os.fsync
+
+def die(*_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def half_then_die(obj, f):
+    whole = io.BytesIO()
+    real_save(obj, whole)
+    f.write(whole.getvalue()[: len(whole.getvalue()) // 2])
+    f.flush()
+    die()
+
+if moment == "mid-write":
+    torch.save = half_then_die
+else:  # every byte written, not yet flushed to disk nor renamed
+    os.fsync = die
+AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(2), "w": torch.ones(4096)}, path)
+"""
+
+
+@pytest.mark.parametrize("moment", ["mid-write", "before-rename"])
+def test_a_process_killed_while_saving_leaves_the_previous_checkpoint(moment: str, tmp_path: Path) -> None:
+    last = tmp_path / "last.ckpt"
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(last), moment], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert torch.load(last, weights_only=True)["step"] == 1
+    (leftover,) = [p for p in tmp_path.iterdir() if p != last]  # the killed save's temporary file
+    assert leftover.name.startswith(".last.ckpt.") and leftover.stat().st_size > 0
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(3)}, last)  # the next save clears it
+    assert sorted(tmp_path.iterdir()) == [last] and torch.load(last, weights_only=True)["step"] == 3
 
 
 def test_atomic_checkpoint_io_keeps_the_old_file_when_a_write_fails(tmp_path: Path) -> None:
@@ -94,6 +119,7 @@ def test_next_save_removes_the_leftover_of_a_killed_save(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == [".best.ckpt.k1ll3d.tmp", "last.ckpt"]
 
 
+@pytest.mark.slow
 def test_mid_epoch_checkpoints_every_n_steps(smoke_run, tmp_path: Path) -> None:
     _, _, cache = smoke_run
     run = tmp_path / "run"
@@ -112,56 +138,64 @@ def test_mid_epoch_checkpoints_every_n_steps(smoke_run, tmp_path: Path) -> None:
     assert any(s % 3 for s in steps_seen), steps_seen  # 3 steps per epoch: some saves were mid-epoch
 
 
+@pytest.mark.slow
 def test_same_seed_twice_gives_identical_metrics(smoke_run, tmp_path: Path) -> None:
+    """A second run of the session's smoke training (same default seed) logs the same figures."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    _, _, cache = smoke_run
+    first, _, cache = smoke_run
+    process = start_training(tmp_path / "again", cache, [])
+    assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
     values = []
-    for name in ("a", "b"):
-        process = start_training(tmp_path / name, cache, ["seed=7"])
-        assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
-        events = EventAccumulator(str(tmp_path / name / "tensorboard"), size_guidance={"scalars": 0})
+    for run in (first, tmp_path / "again"):
+        events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
         events.Reload()
         values.append([(e.step, e.value) for tag in ("val/dice", "train/loss_epoch") for e in events.Scalars(tag)])
-    assert values[0] == values[1]
+    assert len(values[0]) == 4 and values[0] == values[1]  # 2 epochs: 2 validations, 2 epoch losses
 
 
-def test_killed_folder_inference_leaves_only_whole_files_and_continues(tmp_path: Path) -> None:
+# attnunet-infer killed (SIGKILL) once the second case's segmentation is written to its temporary
+# file, just before the rename that marks the case finished.
+KILLED_INFER = """
+import os, signal, sys
+from attnunet.__main__ import main
+
+real_replace = os.replace
+
+def replace(src, dst):
+    if os.fspath(dst).endswith("ct_b_seg.nii.gz"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+
+os.replace = replace
+sys.argv = ["attnunet", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_killed_folder_inference_leaves_only_whole_files_and_continues(
+    checkpoint: Path, cropped_ct: Path, tmp_path: Path
+) -> None:
     import nibabel as nib
 
-    from tests.test_inference import CT, make_checkpoint, stored_as
-
-    ckpt = make_checkpoint(tmp_path / "m.ckpt", {0: "background", 1: "pancreas"})
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
-    for code in ("RAS", "LPS", "SRA", "PIL"):
-        stored_as(CT, code, inputs / f"ct_{code}.nii.gz")
-    cmd = [
-        sys.executable,
-        "-m",
-        "attnunet",
-        "infer",
-        f"ckpt_path={ckpt}",
-        f"input={inputs}",
-        f"output_dir={out}",
-        "save_attention=true",
-        "save_probabilities=true",
-    ]
-    process = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list(out.glob("*_seg.nii.gz")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)  # somewhere inside the next case, possibly mid-write
-    process.kill()
-    process.wait(timeout=60)
-    finished = sorted(out.glob("*_seg.nii.gz"))
-    assert 1 <= len(finished) < 4
-    for path in out.glob("*.nii.gz"):  # every file with a final name is complete
-        if not path.name.startswith("."):  # ".<name>.<random>.nii.gz": the interrupted temporary file
-            assert nib.load(path).get_fdata().size > 0
-    result = subprocess.run([*cmd, "continue=true"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    for name, code in zip("abcd", ("RAS", "LPS", "SRA", "PIL")):
+        stored_as(cropped_ct, code, inputs / f"ct_{name}.nii.gz")
+    args = ["infer", f"ckpt_path={checkpoint}", f"input={inputs}", f"output_dir={out}"]
+    args += ["save_attention=true", "save_probabilities=true"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_INFER, *args], cwd=tmp_path, capture_output=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert [p.name for p in out.glob("*_seg.nii.gz")] == ["ct_a_seg.nii.gz"]
+    assert [p.name for p in out.glob(".ct_b_seg.nii.gz.*")]  # the interrupted write's temporary file
+    for path in out.glob("ct_*.nii.gz"):  # every file with a final name is complete
+        assert nib.load(path).get_fdata().size > 0
+    result = subprocess.run(
+        [sys.executable, "-m", "attnunet", *args, "continue=true"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"{len(finished)} already finished" in result.stdout
+    assert "3 done, 1 already finished, 0 failed" in result.stdout
     assert len(list(out.glob("*_seg.nii.gz"))) == 4
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # interrupted temporaries removed
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import sim2real_report  # noqa: E402
+import sim2real_report
 
 DATA = Path(__file__).parent / "data"
 ORGANS = nib.load(DATA / "abdomen_organs.nii.gz")

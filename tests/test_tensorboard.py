@@ -17,7 +17,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from attnunet.utils.overlays import BAR_WIDTH
-from tests.test_attention_pictures import boxes, is_colour_bar
+from tests.helpers import boxes, is_colour_bar
 
 pytestmark = pytest.mark.slow
 
