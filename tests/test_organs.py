@@ -122,6 +122,7 @@ def test_a_multi_organ_model_trains_and_is_scored_on_pancreas_only_phantoms(tmp_
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
     ckpt = run / "checkpoints" / "best.ckpt"
+    assert trained.stdout.strip().splitlines()[-1].startswith(f"best checkpoint: {ckpt}  val/dice_pancreas: ")
     assert load_checkpoint(ckpt).labels == WITH_ORGANS
     plain = write_dataset(tmp_path / "plain", num_cases=2, seed=9, workers=1).parent
     scored = attnunet(

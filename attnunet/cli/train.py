@@ -1,4 +1,4 @@
-"""``attnunet-train``: fit an Attention U-Net; prints the best checkpoint and its val/dice last."""
+"""``attnunet-train``: fit an Attention U-Net; prints the best checkpoint and its monitored score (val/dice) last."""
 
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ def main(cfg: DictConfig) -> float | None:
         last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
         print(f"no validation ran, so there is no best checkpoint; last checkpoint: {last}", flush=True)
     else:
-        print(f"best checkpoint: {path}  val/dice: {score:.4f}", flush=True)
+        monitor = cfg.callbacks.get("model_checkpoint", {}).get("monitor", "val/dice")
+        print(f"best checkpoint: {path}  {monitor}: {score:.4f}", flush=True)
     return score
 
 
