@@ -167,6 +167,7 @@ def test_bad_dataset_json(tmp_path: Path, content: str, problem: str) -> None:
         load_cases(path)
 
 
+@pytest.mark.slow  # the command end to end over whole volumes
 def test_train_on_bad_labels_stops_with_one_line(tmp_path: Path) -> None:
     root = tmp_path / "ds"
     (root / "imagesTr").mkdir(parents=True)

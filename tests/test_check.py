@@ -35,6 +35,7 @@ def test_fingerprint_suggestions_follow_the_rules(tiny_dataset: Path) -> None:
     assert np.prod(s["patch_size"]) <= 96**3
 
 
+@pytest.mark.slow  # the command end to end over whole volumes
 def test_check_reports_planted_problems(tiny_dataset: Path, tmp_path: Path) -> None:
     root = tmp_path / "ds"
     shutil.copytree(tiny_dataset, root)

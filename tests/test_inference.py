@@ -117,6 +117,7 @@ def test_the_predictor_reads_the_matrix_nibabel_reads_when_qform_and_sform_diffe
     assert_same_prediction(out.probabilities, out.labels, ref.probabilities, ref.labels, atol=1e-4)
 
 
+@pytest.mark.slow  # the command end to end over whole volumes
 def test_infer_folder_writes_outputs_skips_bad_cases_and_continues(
     checkpoint: Path, cropped_ct: Path, tmp_path: Path
 ) -> None:
@@ -287,6 +288,7 @@ def test_resume_auto_continues_a_run_that_has_a_last_checkpoint_and_else_starts_
     assert resolve_checkpoint("auto", tmp_path) == resolve_checkpoint("last", tmp_path) == str(last)
 
 
+@pytest.mark.slow  # the command end to end over whole volumes
 def test_evaluate_checkpoint_on_a_labelled_split(tiny_dataset: Path, tmp_path: Path) -> None:
     ckpt = make_checkpoint(tmp_path / "m.ckpt", {0: "background", 1: "pancreas", 2: "lesion"})
     result = run_cli(
@@ -353,6 +355,7 @@ def test_evaluate_prediction_folder_against_labels(tmp_path: Path) -> None:
     assert organ["ref_ml"]["mean"] == pytest.approx(600 * 0.8 * 0.8 * 2.5 / 1000)
 
 
+@pytest.mark.slow  # the command end to end over whole volumes
 def test_dicom_series_gives_the_same_prediction_as_the_nifti(
     checkpoint: Path, cropped_ct: Path, tmp_path: Path
 ) -> None:

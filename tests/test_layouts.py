@@ -128,7 +128,7 @@ def test_label_stored_in_another_voxel_order_is_accepted_but_a_shifted_one_is_no
     moved = label.affine.copy()
     moved[:3, 3] += 5.0
     nib.save(nib.Nifti1Image(np.asarray(label.dataobj), moved), shifted)
-    with pytest.raises(Exception) as failure:  # noqa: PT011 - MONAI wraps it; ours is the cause
+    with pytest.raises(RuntimeError, match="applying transform") as failure:  # MONAI wraps it; ours is the cause
         preprocess({**case, "label": str(shifted)})
     assert "shifted.nii.gz: label affine differs from the image affine" in str(user_error(failure.value))
 

@@ -13,18 +13,20 @@ from monai.data import MetaTensor
 from attnunet.data.layouts import discover
 from attnunet.data.transforms import IMAGE, PreprocessingSpec, preprocessing
 from attnunet.inference.regrid import axis_map, to_input_grid
-from attnunet.phantom import write_dataset
 from attnunet.utils.channels import argmax_channels
+from tests.helpers import stored_as
 
 DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
-def stored_orientations(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Synthetic scans stored in six different voxel orders plus the real test CT."""
-    root = tmp_path_factory.mktemp("regrid") / "ds"
-    write_dataset(root, num_cases=6, seed=0)
-    return [c["image"] for c in discover("auto", root).cases] + [str(DATA / "abdomen_ct.nii.gz")]
+def stored_orientations(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The synthetic scans (each in its own voxel order and spacing), the first of them stored in two
+    more voxel orders, and the real test CT."""
+    scans = [c["image"] for c in discover("auto", tiny_dataset).cases]
+    folder = tmp_path_factory.mktemp("regrid")
+    more = [str(stored_as(Path(scans[0]), code, folder / f"{code}.nii.gz")) for code in ("PIL", "SRA")]
+    return [*scans, *more, str(DATA / "abdomen_ct.nii.gz")]
 
 
 def test_separable_regrid_matches_invertd(stored_orientations: list[str]) -> None:

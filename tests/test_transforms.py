@@ -90,7 +90,7 @@ def test_broken_inputs_give_one_clear_error_naming_the_file(tmp_path: Path, case
         label_affine = np.diag([2.0, 1, 1, 1])
     img_path = save(tmp_path / "img.nii.gz", image)
     lab_path = save(tmp_path / "lab.nii.gz", label, label_affine)
-    with pytest.raises(Exception) as info:
+    with pytest.raises(RuntimeError, match="applying transform") as info:  # MONAI wraps it; ours is the cause
         run(PreprocessingSpec(spacing=None), img_path, lab_path)
     err = info.value
     while not isinstance(err, AttnUNetError) and err.__cause__ is not None:
