@@ -123,7 +123,9 @@ class TruthOnTheImageGrid:
         assert tuple(int(n) for n in meta["spatial_shape"]) == labels.shape
         probabilities = np.stack([labels == k for k in sorted(LABELS)]).astype(np.float32)
         affine = np.asarray(meta["original_affine"], dtype=np.float64)
-        return SimpleNamespace(labels=labels, box_probabilities=probabilities, network_box=None, input_affine=affine)
+        return SimpleNamespace(
+            labels=labels, probabilities_in_box=lambda: probabilities, network_box=None, input_affine=affine
+        )
 
 
 @pytest.mark.parametrize("axcodes", ["RAS", "LPS"])

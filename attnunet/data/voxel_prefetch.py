@@ -42,7 +42,7 @@ def c_ordered_voxels(image: Any) -> np.ndarray:
     return in_c_order(np.asanyarray(image.dataobj), np.float32)
 
 
-def _image_in_memory(path: str | Path) -> Any:
+def image_in_memory(path: str | Path) -> Any:
     """The nibabel image of ``path`` with a gzipped file decompressed in one zlib call, which leaves
     the interpreter lock free throughout: nibabel's streamed read takes it back for every 8 KiB
     block, thousands of times per CT, each time waiting for the importing thread to let go."""
@@ -68,7 +68,7 @@ def start_reading(path: str | Path) -> None:
 
     def read() -> None:
         try:
-            future.set_result(c_ordered_voxels(_image_in_memory(path)))
+            future.set_result(c_ordered_voxels(image_in_memory(path)))
         except BaseException as e:  # noqa: BLE001 - handed to take(), which reads again and reports
             future.set_exception(e)
 

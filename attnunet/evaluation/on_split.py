@@ -86,6 +86,6 @@ def evaluate_on_split(
             labels,
             tolerance_mm,
         )
-        uncertainty = mean_uncertainty(prediction.box_probabilities)  # 0 outside the box
+        uncertainty = mean_uncertainty(prediction.probabilities_in_box())  # 0 outside the box
         rows += [{**row, "uncertainty": uncertainty} for row in scored]
     return rows

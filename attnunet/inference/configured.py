@@ -69,6 +69,7 @@ def predictor_from_config(cfg: DictConfig, attention: bool = False, keep_input: 
         largest_component=cfg.largest_component,
         attention=attention,
         keep_input=keep_input,
+        slab_size=cfg.get("slab_size"),
         channels_last=cfg.performance.channels_last,
         compile=bool(cfg.performance.compile),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +20,16 @@ from attnunet.data.transforms import IMAGE, preprocessing
 from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.inference.checkpoint import LoadedModel
 from attnunet.inference.postprocessing import foreground_labels, keep_largest_component, resolve_largest_component
-from attnunet.inference.regrid import network_box, to_input_grid
-from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention
+from attnunet.inference.regrid import RegridPlan, network_box, to_input_grid
+from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention, slabs
+from attnunet.inference.streamed_read import read_streamed
 from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import resolve_channels_last, resolve_device, resolve_precision
 from attnunet.utils.nifti_order import in_nifti_order
 
 PRED = "pred"
+# Input voxels regridded and labelled at a time (a 512 x 512 plane: 16 planes, 2 x 64 MB for two classes).
+PIECE_VOXELS = 2**22
 INPUT_HU = "input_hu"
 # Gate maps leave the predictor as uint8 codes of alpha (a sigmoid, so within [0, 1]): a quarter of
 # float32's memory, finer than any colour scale shows, and written as they are (NIfTI slope 1/255).
@@ -56,6 +59,9 @@ class PredictorSettings:
         compile: run the network through ``torch.compile`` (measured slower on CPU).
         keep_input: also return the input volume as read (``Prediction.input_hu``), so a preview
             needs no second read of the file.
+        slab_size: run the sliding window in slabs of about this many network-grid voxels along
+            its longest axis, each regridded and labelled before the next (``None``: in one piece).
+            Same windows and blending, so the same labels; refused with TTA and attention maps.
     """
 
     device: str = "auto"
@@ -68,6 +74,7 @@ class PredictorSettings:
     channels_last: bool | str = "auto"
     compile: bool = False
     keep_input: bool = False
+    slab_size: int | None = None
 
 
 @dataclass
@@ -81,7 +88,9 @@ class Prediction:
     """
 
     labels: np.ndarray  # uint8
-    box_probabilities: np.ndarray  # float32 (K, *box shape): the softmax on the input voxels of network_box
+    # float32 (K, *box shape): the softmax on the input voxels of network_box; None: made on first use
+    # by box_probabilities_from (labels-only runs never hold K float32 values per input voxel).
+    box_probabilities: np.ndarray | None
     input_affine: np.ndarray  # 4x4 RAS affine of the input grid (as read: NIfTI or DICOM series)
     # Per gate, alpha as uint8 codes (X, Y, Z) in NIfTI voxel order: code = alpha * ALPHA_STEPS rounded,
     # 0 outside network_box; alpha(gate) gives the floats back (to within 1 / (2 * ALPHA_STEPS)).
@@ -90,6 +99,14 @@ class Prediction:
     # (the network's output then covers the whole input grid and box_probabilities is full-size).
     network_box: tuple[slice, slice, slice] | None = None
     input_hu: np.ndarray | None = None  # (X, Y, Z) the input as read, with PredictorSettings.keep_input
+    box_probabilities_from: Callable[[], np.ndarray] | None = None
+
+    def probabilities_in_box(self) -> np.ndarray:
+        """:attr:`box_probabilities`, made (and kept) on first use."""
+        if self.box_probabilities is None:
+            assert self.box_probabilities_from is not None, "a Prediction needs box_probabilities or their source"
+            self.box_probabilities = self.box_probabilities_from()
+        return self.box_probabilities
 
     def alpha(self, gate: str) -> np.ndarray:
         """Gate ``gate``'s attention coefficients, float32 ``(X, Y, Z)`` in [0, 1]."""
@@ -99,12 +116,34 @@ class Prediction:
     def probabilities(self) -> np.ndarray:
         """float32 ``(K, X, Y, Z)`` class probabilities on the whole input grid (background outside
         ``network_box``), built on first use."""
+        in_box = self.probabilities_in_box()
         if self.network_box is None:
-            return self.box_probabilities
-        full = np.zeros((self.box_probabilities.shape[0], *self.labels.shape), np.float32)
+            return in_box
+        full = np.zeros((in_box.shape[0], *self.labels.shape), np.float32)
         full[0] = 1.0
-        full[(slice(None), *self.network_box)] = self.box_probabilities
+        full[(slice(None), *self.network_box)] = in_box
         return full
+
+
+def labels_in_pieces(
+    plan: RegridPlan,
+    probabilities: torch.Tensor,
+    labels: torch.Tensor,
+    region: Sequence[slice] | None = None,
+    net_origin: Sequence[int] = (0, 0, 0),
+) -> None:
+    """Argmax of ``probabilities`` ``(K, *S)`` (the network grid from ``net_origin`` on) on the input
+    voxels of ``region`` (default: the plan's), written into ``labels`` ``(*S_input)`` piece by
+    piece: the K float32 values per voxel exist for one piece at a time, so this stage needs no
+    full-size float array (each piece equals that part of the whole)."""
+    for piece in plan.pieces(PIECE_VOXELS, region):
+        labels[piece] = argmax_channels(plan.resample_piece(probabilities, piece, net_origin), 0, torch.uint8)
+
+
+def probabilities_in_box(plan: RegridPlan, probabilities: torch.Tensor) -> np.ndarray:
+    """float32 ``(K, *box shape)``: ``probabilities`` ``(K, *S_net)`` on ``plan``'s input voxels (the
+    one full-size float array of a run that writes probabilities, which is that output itself)."""
+    return plan.resample(probabilities).numpy()
 
 
 def alpha_codes(alpha: torch.Tensor) -> np.ndarray:
@@ -143,6 +182,11 @@ class Predictor:
             raise ValueError(f"precision must be auto, bf16 or fp32, got {settings.precision!r}")
         resolve_largest_component(self.settings.largest_component, [], [])  # a bad value fails here, early
         self.flip_axes = tta_flip_axes(model) if self.settings.tta else []
+        if self.settings.slab_size is not None and (self.settings.tta or self.settings.attention):
+            # Flipping a slab moves its windows off the one-piece run's; gate maps are not slabbed.
+            raise AttnUNetError("slab_size does not combine with tta=true or attention maps: leave one of them off")
+        if self.settings.slab_size is not None and int(self.settings.slab_size) < 1:
+            raise AttnUNetError(f"slab_size must be a positive number of voxels, got {self.settings.slab_size}")
         wanted = self.settings.channels_last and model.net.spatial_dims == 3
         fmt = torch.channels_last_3d if wanted else torch.contiguous_format
         # Channels-last weights make oneDNN/cuDNN produce channels-last activations throughout.
@@ -175,7 +219,8 @@ class Predictor:
         network input under ``image`` and, with ``keep_input``, the input as read (:data:`INPUT_HU`).
         Safe to run in another thread while :meth:`predict` runs (the runner reads ahead so)."""
         try:
-            return self.pre({IMAGE: str(image_path)})
+            streamed = None if self.settings.keep_input else read_streamed(self.model.preprocessing, image_path)
+            return streamed or self.pre({IMAGE: str(image_path)})
         except Exception as e:  # noqa: BLE001 - loaders raise many types; report one clean line
             raise as_user_error(e, image_path, "unreadable or unusable image") from None
 
@@ -186,24 +231,64 @@ class Predictor:
         """Network, flip TTA, regrid and argmax for what :meth:`read` returned."""
         image = data[IMAGE]
         x = image.as_tensor()[None].to(self.device)
-        with torch.inference_mode(), self._autocast():
-            probs, maps = self._probabilities(x)
         input_shape = tuple(int(n) for n in image.meta["spatial_shape"])
         box = network_box(image.affine.numpy(), image.meta["original_affine"], image.shape[1:], input_shape)
         # Only the box is regridded and labelled: the rest of the field of view is the air the body
         # crop removed, background by construction, and most of a full CT's voxels.
-        box_probabilities = self._to_input_grid(image, probs[0], box)
+        plan = RegridPlan.create(image.affine.numpy(), image.meta["original_affine"], input_shape, x.shape[2:], box)
         labels = torch.zeros((1, *input_shape), dtype=torch.uint8)
-        labels[(0, *(box or ()))] = argmax_channels(box_probabilities, 0, torch.uint8)
+        if self.settings.slab_size is not None and plan is not None:
+            probs = self._labels_by_slab(x, plan, labels[0])
+            return Prediction(
+                labels=keep_largest_component(labels, self.largest_component_labels)[0].numpy(),
+                box_probabilities=None,
+                box_probabilities_from=functools.partial(probabilities_in_box, plan, probs),
+                input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
+                network_box=box,
+            )
+        with torch.inference_mode(), self._autocast():
+            probs, maps = self._probabilities(x)
+        if plan is None:  # grids not axis-aligned: Invertd on the whole input grid
+            box_probabilities: np.ndarray | None = self._to_input_grid(image, probs[0]).numpy()
+            labels[0] = argmax_channels(torch.from_numpy(box_probabilities), 0, torch.uint8)
+        else:
+            box_probabilities = None  # made on first use: K float32 values per box voxel
+            labels_in_pieces(plan, probs[0], labels[0])
         labels = keep_largest_component(labels, self.largest_component_labels)
         return Prediction(
             labels=labels[0].numpy(),
-            box_probabilities=box_probabilities.numpy(),
+            box_probabilities=box_probabilities,
+            box_probabilities_from=None if plan is None else functools.partial(probabilities_in_box, plan, probs[0]),
             input_affine=np.asarray(image.meta["original_affine"], dtype=np.float64),
             attention=self._maps_to_input_grid(image, maps, box, input_shape),
             network_box=box,
             input_hu=np.asarray(data[INPUT_HU]) if INPUT_HU in data else None,
         )
+
+    def _labels_by_slab(self, x: torch.Tensor, plan: RegridPlan, labels: torch.Tensor) -> torch.Tensor:
+        """The slab mode: the sliding window run slab by slab along the network grid's longest
+        axis (:func:`~attnunet.inference.sliding_window.slabs`: the one-piece run's windows and
+        blending), each slab's final planes regridded and labelled into ``labels`` ``(*S_input)``
+        before the next one runs. Returns the softmax ``(K, *S_net)`` put together from the slabs
+        (the network grid: kept for a run that writes probabilities)."""
+        axis = int(np.argmax(x.shape[2:]))
+        # A 2D net's windows are single axial slices along the last axis.
+        roi = self.window.roi_size[axis] if self.model.net.spatial_dims == 3 or axis < 2 else 1
+        pieces = slabs(x.shape[2 + axis], roi, self.window.overlap, int(self.settings.slab_size))
+        a = next(i for i, (q, _, _) in enumerate(plan.mapping) if q == axis)  # the input axis it maps to
+        regions = plan.split(a, [p.final.start for p in pieces])
+        finals = []
+        for piece, along in zip(pieces, regions):
+            with torch.inference_mode(), self._autocast():
+                probs, _ = self._probabilities(x.narrow(2 + axis, piece.run.start, piece.run.stop - piece.run.start))
+            final = probs[0].narrow(1 + axis, piece.final.start - piece.run.start, piece.final.stop - piece.final.start)
+            origin = [0, 0, 0]
+            origin[axis] = piece.final.start
+            region = tuple(along if i == a else s for i, s in enumerate(plan.region))
+            labels_in_pieces(plan, final, labels, region, origin)
+            finals.append(final)
+        kept = [f.narrow(1 + axis, 0, n.final.start - p.final.start) for f, p, n in zip(finals, pieces, pieces[1:])]
+        return torch.cat([*kept, finals[-1]], dim=1 + axis)
 
     def _maps_to_input_grid(
         self, image: MetaTensor, maps: dict[str, torch.Tensor], box: tuple[slice, ...] | None, shape: Sequence[int]

@@ -12,6 +12,7 @@ grid as large as the CT and is several times slower
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ def axis_map(net_affine: np.ndarray, input_affine: np.ndarray) -> list[tuple[int
     return mapping
 
 
-def _interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> torch.Tensor:
+def interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> torch.Tensor:
     """Linear interpolation of ``volume`` along ``dim`` at fractional ``coords`` (edge values beyond)."""
     n = volume.shape[dim]
     coords = coords.clamp(0, n - 1)
@@ -50,6 +51,120 @@ def _interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> t
     low = volume[tuple(take)]
     take[dim] = upper
     return low.add_(volume[tuple(take)].sub_(low).mul_(weight))
+
+
+@dataclass(frozen=True)
+class RegridPlan:
+    """How network-grid values go back onto input voxels, fixed once per case so that the input
+    voxels can be filled piece by piece with the very values the whole box would get.
+
+    Attributes:
+        mapping: per input axis, ``(network axis, scale, offset)`` (:func:`axis_map`).
+        region: the input voxels to fill, one slice per input axis.
+        net_shape: the whole network grid's shape, in network axis order.
+        stored: the input axis held by each stored dim ``1..3`` of the result.
+        passes: the stored dims in the order they are interpolated.
+    """
+
+    mapping: list[tuple[int, float, float]]
+    region: tuple[slice, ...]
+    net_shape: tuple[int, ...]
+    stored: tuple[int, int, int]
+    passes: tuple[int, ...]
+
+    @classmethod
+    def create(
+        cls,
+        net_affine: np.ndarray,
+        input_affine: np.ndarray,
+        input_shape: Sequence[int],
+        net_shape: Sequence[int],
+        box: Sequence[slice] | None = None,
+        nifti_order: bool = False,
+    ) -> RegridPlan | None:
+        """The plan for ``box`` (default: the whole input grid); ``None`` when the grids are not
+        axis-aligned."""
+        mapping = axis_map(net_affine, input_affine)
+        if mapping is None:
+            return None
+        region = tuple(box or [slice(0, int(n)) for n in input_shape])
+        stored = (2, 1, 0) if nifti_order else (0, 1, 2)
+
+        def pass_order(d: int) -> tuple[int, float]:
+            # Shrinking passes first (most shrinking first) keeps the intermediate volumes small; then the
+            # growing ones from the innermost dim outwards: the last, full-size pass then gathers whole
+            # rows or planes, the fastest order measured (docs/results.md#what-each-choice-on-the-inference-path-buys).
+            a = stored[d]
+            ratio = (region[a].stop - region[a].start) / net_shape[mapping[a][0]]
+            return (0, ratio) if ratio < 1 else (1, -d)
+
+        passes = tuple(sorted(range(3), key=pass_order))
+        return cls(mapping, region, tuple(int(n) for n in net_shape), stored, passes)
+
+    def coords(self, a: int, indices: slice) -> torch.Tensor:
+        """Network coordinates (float64) of input ``indices`` along input axis ``a``, clamped to the
+        network grid (values beyond it take the edge value)."""
+        q, scale, offset = self.mapping[a]
+        coords = torch.arange(indices.start, indices.stop, dtype=torch.float64) * scale + offset
+        return coords.clamp(0, self.net_shape[q] - 1)
+
+    def split(self, a: int, net_starts: Sequence[int]) -> list[slice]:
+        """``region`` along input axis ``a`` cut where the network coordinate reaches each of
+        ``net_starts`` (ascending): piece ``k`` holds the voxels whose coordinate lies in
+        ``[net_starts[k], net_starts[k + 1])``, so its interpolation needs network planes from
+        ``net_starts[k]`` to ``net_starts[k + 1]`` only."""
+        coords = self.coords(a, self.region[a]).numpy()
+        if self.mapping[a][1] < 0:  # coordinates fall along the axis: cut from the far end
+            cuts = [self.region[a].start + int(np.count_nonzero(coords >= s)) for s in net_starts[1:]]
+            bounds = [self.region[a].stop, *cuts, self.region[a].start]
+            return [slice(lo, hi) for hi, lo in zip(bounds, bounds[1:])]
+        cuts = [self.region[a].start + int(np.count_nonzero(coords < s)) for s in net_starts[1:]]
+        bounds = [self.region[a].start, *cuts, self.region[a].stop]
+        return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+    def resample(
+        self, volume: torch.Tensor, region: Sequence[slice] | None = None, net_origin: Sequence[int] = (0, 0, 0)
+    ) -> torch.Tensor:
+        """``volume`` ``(C, *S)``: the network grid, or the part of it from ``net_origin`` (network
+        axis order) on that holds every plane ``region``'s interpolation reads -> ``(C, *region
+        shape)`` in the stored layout (see :func:`to_input_grid`).
+
+        The passes run in :attr:`passes` order whatever the region, and each output voxel is
+        computed from the same network values with the same float operations (the integer shift
+        by ``net_origin`` is exact), so pieces put together equal the whole box bit for bit."""
+        region = tuple(region or self.region)
+        out = volume.permute(0, *(1 + self.mapping[a][0] for a in self.stored)).contiguous()
+        for d in self.passes:
+            a = self.stored[d]
+            out = interpolate_axis(out, 1 + d, self.coords(a, region[a]) - net_origin[self.mapping[a][0]])
+        return out
+
+    def pieces(self, max_voxels: int, region: Sequence[slice] | None = None) -> list[tuple[slice, ...]]:
+        """``region`` (default: the plan's) cut along the input axis of the first pass into pieces of
+        at most about ``max_voxels`` input voxels each (at least one plane)."""
+        region = tuple(region or self.region)
+        a = self.stored[self.passes[0]]
+        plane = max(1, int(np.prod([s.stop - s.start for i, s in enumerate(region) if i != a])))
+        step = max(1, max_voxels // plane)
+        along = region[a]
+        return [
+            tuple(slice(i, min(i + step, along.stop)) if j == a else s for j, s in enumerate(region))
+            for i in range(along.start, along.stop, step)
+        ]
+
+    def resample_piece(
+        self, volume: torch.Tensor, piece: Sequence[slice], net_origin: Sequence[int] = (0, 0, 0)
+    ) -> torch.Tensor:
+        """:meth:`resample` of one of :meth:`pieces`, reading only the network planes it needs
+        along the first pass (``volume``: the network grid from ``net_origin`` on)."""
+        a = self.stored[self.passes[0]]
+        q = self.mapping[a][0]
+        coords = self.coords(a, piece[a])
+        lo = int(coords.min().floor())
+        hi = min(int(coords.max().floor()) + 1, self.net_shape[q] - 1)
+        origin = list(net_origin)
+        origin[q] = lo
+        return self.resample(volume.narrow(1 + q, lo - net_origin[q], hi - lo + 1), piece, origin)
 
 
 def to_input_grid(
@@ -73,27 +188,10 @@ def to_input_grid(
     of the full-size output. The small network-grid volume is permuted into the wanted axis order
     before the passes, so the full-size passes write that layout directly.
     """
-    mapping = axis_map(net_affine, input_affine)
-    if mapping is None:
+    plan = RegridPlan.create(net_affine, input_affine, input_shape, volume.shape[1:], box, nifti_order)
+    if plan is None:
         return None
-    region = box or [slice(0, int(n)) for n in input_shape]
-    stored = (2, 1, 0) if nifti_order else (0, 1, 2)  # input axis held by each stored dim 1..3
-    out = volume.permute(0, *(1 + mapping[a][0] for a in stored)).contiguous()
-    net_shape = out.shape[1:]
-
-    def pass_order(d: int) -> tuple[int, float]:
-        # Shrinking passes first (most shrinking first) keeps the intermediate volumes small; then the
-        # growing ones from the innermost dim outwards: the last, full-size pass then gathers whole
-        # rows or planes, the fastest order measured (docs/results.md#what-each-choice-on-the-inference-path-buys).
-        ratio = (region[stored[d]].stop - region[stored[d]].start) / net_shape[d]
-        return (0, ratio) if ratio < 1 else (1, -d)
-
-    dims = sorted(range(3), key=pass_order)
-    for d in dims:
-        a = stored[d]
-        _, scale, offset = mapping[a]
-        coords = torch.arange(region[a].start, region[a].stop, dtype=torch.float64) * scale + offset
-        out = _interpolate_axis(out, 1 + d, coords)
+    out = plan.resample(volume)
     return out.permute(0, 3, 2, 1) if nifti_order else out
 
 
