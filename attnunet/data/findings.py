@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+from attnunet.errors import AttnUNetError
 
 ERROR, WARNING = "error", "warning"
 
@@ -45,3 +48,17 @@ def by_case(findings: list[Finding]) -> dict[str, list[dict[str, Any]]]:
 def errors(findings: list[Finding]) -> list[Finding]:
     """The error-level findings."""
     return [f for f in findings if f.severity == ERROR]
+
+
+def refuse_errors(findings: list[Finding], source: str | Path, override: str) -> None:
+    """Raise a one-line :class:`AttnUNetError` naming the first error-level finding, the number of
+    cases with one and the ``override`` that accepts them; return when there is none."""
+    found = errors(findings)
+    if not found:
+        return
+    cases = len({f.case for f in found})
+    raise AttnUNetError(
+        f"dataset audit: {cases} case(s) with errors, e.g. {found[0].case}: {found[0].message}; "
+        f"run attnunet-check for the full report, fix or remove them, or set {override}",
+        source,
+    )
