@@ -44,7 +44,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.ckpt", {0: "background", 1: "pancreas"})
 
 
-@pytest.mark.parametrize("spacing", [(4.0, 4.0, 4.0), (1.3, 1.7, 2.5)])
+@pytest.mark.parametrize("spacing", [(4.0, 4.0, 4.0), (1.3, 1.7, 2.5), (7.0, 6.0, 10.0)])
 @pytest.mark.parametrize("stored", ["ras", "lps"])
 def test_streamed_read_equals_monai_preprocessing(
     spacing: tuple, stored: str, lps_ct: Path, monkeypatch: pytest.MonkeyPatch
@@ -110,9 +110,11 @@ def test_slabs_reproduce_the_one_piece_windows() -> None:
 
 def test_default_path_outputs_are_those_of_the_one_piece_path(checkpoint: Path, lps_ct: Path) -> None:
     model = load_checkpoint(checkpoint)
-    bounded = Predictor(model, PredictorSettings(device="cpu", largest_component=False))(lps_ct)
+    bounded = Predictor(model, PredictorSettings(device="cpu", precision="fp32", largest_component=False))(lps_ct)
     # keep_input runs MONAI's preprocessing; the reference regrids the whole box at once
-    reference = Predictor(model, PredictorSettings(device="cpu", largest_component=False, keep_input=True))
+    reference = Predictor(
+        model, PredictorSettings(device="cpu", precision="fp32", largest_component=False, keep_input=True)
+    )
     data = reference.read(lps_ct)
     with torch.inference_mode():
         probs, _ = reference._probabilities(data[IMAGE].as_tensor()[None])
@@ -128,8 +130,8 @@ def test_default_path_outputs_are_those_of_the_one_piece_path(checkpoint: Path, 
 
 def test_slab_mode_gives_the_one_piece_labels(checkpoint: Path, lps_ct: Path) -> None:
     model = load_checkpoint(checkpoint)
-    one_piece = Predictor(model, PredictorSettings(device="cpu", largest_component=False))(lps_ct)
-    slabbed = Predictor(model, PredictorSettings(device="cpu", largest_component=False, slab_size=40))
+    one_piece = Predictor(model, PredictorSettings(device="cpu", precision="fp32", largest_component=False))(lps_ct)
+    slabbed = Predictor(model, PredictorSettings(device="cpu", precision="fp32", largest_component=False, slab_size=40))
     data = slabbed.read(lps_ct)
     longest = max(data[IMAGE].shape[1:])
     assert len(slabs(longest, 32, slabbed.window.overlap, 40)) >= 3  # cut into several slabs
@@ -140,4 +142,6 @@ def test_slab_mode_gives_the_one_piece_labels(checkpoint: Path, lps_ct: Path) ->
 
 def test_slab_mode_is_refused_with_tta(checkpoint: Path) -> None:
     with pytest.raises(AttnUNetError, match="slab_size does not combine with tta"):
-        Predictor(load_checkpoint(checkpoint), PredictorSettings(device="cpu", slab_size=64, tta=True))
+        Predictor(
+            load_checkpoint(checkpoint), PredictorSettings(device="cpu", precision="fp32", slab_size=64, tta=True)
+        )

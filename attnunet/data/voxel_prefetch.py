@@ -1,10 +1,11 @@
 """A NIfTI file's voxels decompressed in a background thread before the loader asks for them.
 
 ``attnunet-infer`` on one CT spends a large part of its run importing torch and MONAI, all of it
-in Python code that holds the interpreter lock, while decompressing the CT (zlib) and laying it out in C order
-(numpy) run outside it. Started first, the read of the input overlaps those imports on the second
-core; :class:`~attnunet.data.nifti_reader.NiftiReader` then takes the voxels instead of reading the
-file again. Only numpy and nibabel are needed here, so this works before torch is imported.
+in Python code that holds the interpreter lock, while decompressing the CT (zlib) runs outside it.
+Started first, the read of the input overlaps those imports on the second core; the readers
+(:class:`~attnunet.data.nifti_reader.NiftiReader`, :mod:`attnunet.inference.streamed_read`) then take
+the decompressed file instead of reading it again. Only numpy and nibabel are needed here, so this
+works before torch is imported.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from attnunet.utils.nifti_order import in_c_order
 # (resolved path, size, modification time): a file changed since the read began is read again.
 FileIdentity = tuple[str, int, int]
 
-_pending: dict[FileIdentity, Future[np.ndarray]] = {}
+_pending: dict[FileIdentity, Future[Any]] = {}
 _lock = threading.Lock()
 
 
@@ -58,17 +59,19 @@ def image_in_memory(path: str | Path) -> Any:
 
 
 def start_reading(path: str | Path) -> None:
-    """Begin reading ``path``'s voxels in a daemon thread. The next :func:`take` of the same,
-    unchanged file gets them (waiting for the read to end); one file is pending at a time (a new
-    call drops the previous one)."""
+    """Begin reading ``path`` into memory (its bytes decompressed, the storage type kept) in a daemon
+    thread. The next :func:`take` or :func:`take_image` of the same, unchanged file gets it (waiting
+    for the read to end); one file is pending at a time (a new call drops the previous one).
+    The float32 copy is made when taken, by whichever reader takes it, so that a reader that works
+    slab by slab (:mod:`attnunet.inference.streamed_read`) never holds the whole scan as float32."""
     identity = _identity(path)
     if identity is None:
         return  # the loader reports the missing file itself
-    future: Future[np.ndarray] = Future()
+    future: Future[Any] = Future()
 
     def read() -> None:
         try:
-            future.set_result(c_ordered_voxels(image_in_memory(path)))
+            future.set_result(image_in_memory(path))
         except BaseException as e:  # noqa: BLE001 - handed to take(), which reads again and reports
             future.set_exception(e)
 
@@ -78,12 +81,20 @@ def start_reading(path: str | Path) -> None:
     threading.Thread(target=read, name="voxel-prefetch", daemon=True).start()
 
 
-def take(path: str | Path, read: Callable[[], np.ndarray]) -> np.ndarray:
-    """The voxels of ``path``: those of a pending :func:`start_reading` of this same unchanged file,
-    else (none pending, or that read failed) ``read()``. A pending read of another file stays."""
+def take_image(path: str | Path) -> Any | None:
+    """The in-memory nibabel image of a pending :func:`start_reading` of this same unchanged file
+    (waiting for the read to end), or ``None`` (none pending, or that read failed: the caller reads
+    the file itself and reports its error). A pending read of another file stays."""
     identity = _identity(path)
     with _lock:
         future = _pending.pop(identity, None) if identity is not None else None
     if future is not None and future.exception() is None:
         return future.result()
-    return read()
+    return None
+
+
+def take(path: str | Path, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """The voxels of ``path`` (:func:`c_ordered_voxels`) from a pending :func:`start_reading` of this
+    same unchanged file, else ``read()``."""
+    image = take_image(path)
+    return read() if image is None else c_ordered_voxels(image)

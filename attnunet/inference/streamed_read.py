@@ -25,7 +25,7 @@ from monai.data import MetaTensor
 
 from attnunet.data.naming import is_nifti
 from attnunet.data.transforms import IMAGE, InspectHeaderd, PreprocessingSpec, all_finite, preprocessing
-from attnunet.data.voxel_prefetch import image_in_memory
+from attnunet.data.voxel_prefetch import image_in_memory, take_image
 from attnunet.errors import AttnUNetError
 from attnunet.inference.regrid import axis_map, interpolate_axis
 
@@ -89,8 +89,8 @@ def _resample_on_the_fly(
             ks = torch.nonzero(ready).flatten()
             stored[ks] = interpolate_axis(held, 0, along_z[ks] - held_from).float()
             todo &= ~ready
-        if todo.any():  # keep only the planes a network plane still needs
-            keep_from = int(lower[todo].min())
+        if todo.any():  # keep only the planes a network plane still needs (none may be read yet)
+            keep_from = min(int(lower[todo].min()), held_end)
             held, held_from = held[keep_from - held_from :], keep_from
     return out
 
@@ -105,8 +105,10 @@ def read_streamed(spec: PreprocessingSpec, image_path: str | Path) -> dict[str, 
         return None
     InspectHeaderd([IMAGE])({IMAGE: str(path)})
     # The file's own bytes are held while it is read (2 bytes per voxel for int16): gzip decompressed
-    # in one call, which is several times faster than nibabel's block-wise reads of slabs.
-    image = image_in_memory(path)
+    # in one call (or by the CLI's prefetch, beside the imports), several times faster than
+    # nibabel's block-wise reads of slabs.
+    image = take_image(path)
+    image = image_in_memory(path) if image is None else image
     affine = np.asarray(image.affine, dtype=np.float64)
     shape = tuple(int(n) for n in image.shape[:3])
     net_affine, net_shape = network_geometry(spec, affine, shape)
