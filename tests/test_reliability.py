@@ -200,6 +200,7 @@ def test_killed_folder_inference_leaves_only_whole_files_and_continues(
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # interrupted temporaries removed
 
 
+@pytest.mark.slow  # a Python process per umask (the mode is read once, at import)
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_atomic_writes_get_the_umask_mode(tmp_path: Path, umask: int, mode: int) -> None:
     """Outputs, metrics and checkpoints are written through a 0600 temporary file; the finished file
