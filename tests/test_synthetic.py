@@ -82,6 +82,7 @@ def test_case_is_abdominal_ct_in_hounsfield_units(cases) -> None:
         assert spacing[2] > spacing[0]  # thicker slices than in-plane pixels
 
 
+@pytest.mark.slow  # full-size cases, every HU interval between quantiles searched
 def test_pancreas_is_not_found_by_the_best_hu_interval(cases) -> None:
     """Issue #14: best interval between pancreas HU quantiles, with and without the largest connected
     component, scores Dice < 0.3 on every generated case (real CT: 0.01 / 0.02, below)."""
