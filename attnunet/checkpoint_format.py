@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 import attnunet
-from attnunet.errors import AttnUNetError
+from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.utils.atomic import atomic_target
 
 KEY = "attnunet"  # checkpoint[KEY]: the description
@@ -106,9 +106,7 @@ def read_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         what = found.group(1) if found else type(e).__name__
         raise AttnUNetError(f"refused: not a plain-data checkpoint (would need to unpickle {what})", path) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise AttnUNetError(
-            f"unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})", path
-        ) from None
+        raise as_user_error(e, path, "unreadable checkpoint") from None
     if not isinstance(ckpt, dict):
         raise AttnUNetError("not a checkpoint (expected a dictionary)", path)
     return ckpt

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.skipif(not (ROOT / "docs").is_dir(), reason="needs the 
 
 
 def markdown_pages() -> list[Path]:
-    return sorted(
-        p for p in ROOT.rglob("*.md") if not SKIPPED_DIRS & set(p.relative_to(ROOT).parts) and p.is_file()
-    )
+    return sorted(p for p in ROOT.rglob("*.md") if not SKIPPED_DIRS & set(p.relative_to(ROOT).parts) and p.is_file())
 
 
 def anchors(page: Path) -> set[str]:

@@ -276,6 +276,14 @@ def test_truncated_checkpoint_is_an_unreadable_file(kept: float, checkpoint: Pat
     assert "\n" not in str(e.value)
 
 
+def test_empty_checkpoint_file_is_an_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.ckpt"
+    path.write_bytes(b"")
+    with pytest.raises(AttnUNetError, match=rf"^{path}: unreadable checkpoint \((EOFError|RuntimeError)") as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value)
+
+
 def test_resume_auto_continues_a_run_that_has_a_last_checkpoint_and_else_starts_fresh(tmp_path: Path) -> None:
     """``ckpt_path=auto`` is for jobs a scheduler may requeue: the first start finds nothing."""
     assert resolve_checkpoint("auto", tmp_path) is None
