@@ -55,6 +55,7 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
     run_dir = Path(cfg.run_dir)
     pl.seed_everything(cfg.seed, workers=True)
     prepare_process(cfg.performance)
+    resume = resolve_checkpoint(cfg.ckpt_path, run_dir)  # before any data work: a wrong path fails at once
 
     with settings_of("data"):
         datamodule = instantiate(cfg.data)
@@ -87,7 +88,6 @@ def train(cfg: DictConfig) -> tuple[str, float | None]:
             flip_axes=datamodule.flip_axes,
         )
     log.info("%s: %.2f M parameters", type(module.net).__name__, count_parameters(module.net) / 1e6)
-    resume = resolve_checkpoint(cfg.ckpt_path, run_dir)
     if cfg.init_weights and resume is None:  # a resumed (requeued) run continues from its own weights
         print(load_initial_weights(module.net, cfg.init_weights, model_cfg), flush=True)
     with settings_of("callbacks"):
