@@ -103,12 +103,15 @@ def real_ct_signals(
         if name in MODEL_ORGAN_GROUPS:
             prefixes = tuple(p for group in MODEL_ORGAN_GROUPS[name] for p in ORGAN_GROUPS[group])
             ref = np.isin(organs, [v for v, organ in names.items() if organ.startswith(prefixes)])
-            guess = predicted == value
-            row[f"dice_{name}"] = 2.0 * float((guess & ref).sum()) / max(int(guess.sum() + ref.sum()), 1)
+            row[f"dice_{name}"] = mask_dice(predicted == value, ref)
     if pancreas is not None:
-        ref = organs == pancreas
-        row["pancreas_dice"] = 2.0 * float((pred & ref).sum()) / max(n + int(ref.sum()), 1)
+        row["pancreas_dice"] = mask_dice(pred, organs == pancreas)
     return row
+
+
+def mask_dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """Dice of two boolean masks of one shape (0 when both are empty)."""
+    return 2.0 * float((prediction & reference).sum()) / max(int(prediction.sum() + reference.sum()), 1)
 
 
 def mean_sd(values: list[float]) -> str:

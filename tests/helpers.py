@@ -132,3 +132,20 @@ def is_colour_bar(strip: np.ndarray) -> bool:
     expected = expected.permute(1, 2, 0).numpy()
     green = strip[:, :, 1].astype(int)
     return bool(np.abs(strip - expected).max() <= 1 and (np.diff(green, axis=0) <= 0).all() and np.ptp(green) > 150)
+
+
+def write_header_only_dicom(path: Path, sop_class: str, **attributes: Any) -> None:
+    """A DICOM file of ``sop_class`` without pixels (a DICOMDIR, a dose report), with ``attributes``
+    set on the dataset: for folders that hold such objects beside image series."""
+    from pydicom.dataset import FileDataset, FileMetaDataset  # noqa: PLC0415 - only the DICOM tests need it
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: PLC0415
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    for name, value in attributes.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)

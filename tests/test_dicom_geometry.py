@@ -15,22 +15,20 @@ import numpy as np
 import pydicom
 import pytest
 from monai import transforms as mt
-from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     JPEG2000,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
-    generate_uid,
 )
 
 from attnunet.data.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs
 from attnunet.data.transforms import load_images, loading
 from attnunet.errors import AttnUNetError, user_error
 from attnunet.utils.dicom_writer import write_series
+from tests.helpers import write_header_only_dicom
 
 SHAPE = (7, 9, 6)  # columns, rows, slices: all different so a swapped axis shows
 SPACING = (0.8593750000000001, 0.7, 2.5)
@@ -194,22 +192,13 @@ def test_irregular_series_are_refused_naming_the_problem(tmp_path: Path, broken:
     assert user_error(caught.value) is not None and "\n" not in str(user_error(caught.value))
 
 
-def _write_dicomdir(path: Path) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = DICOMDIR_SOP_CLASS
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.FileSetID = "EXPORT"
-    ds.DirectoryRecordSequence = []
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_dicomdir_indexes_are_not_series(tmp_path: Path) -> None:
     export = tmp_path / "export"
     series = write_series(_source(tmp_path), export / "PATIENT" / "SERIES")
-    _write_dicomdir(export / "DICOMDIR")
-    _write_dicomdir(series / "INDEX")  # recognised by its SOP class, whatever its name
+    write_header_only_dicom(export / "DICOMDIR", DICOMDIR_SOP_CLASS, FileSetID="EXPORT", DirectoryRecordSequence=[])
+    write_header_only_dicom(
+        series / "INDEX", DICOMDIR_SOP_CLASS, FileSetID="EXPORT", DirectoryRecordSequence=[]
+    )  # recognised by its SOP class, whatever its name
     assert dicom_series_dirs(export) == [series]
     check_dicom_series(series)
     assert tuple(_load(series).shape) == (1, *SHAPE)

@@ -17,15 +17,14 @@ import numpy as np
 import pydicom
 import pytest
 from monai import transforms as mt
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
 from attnunet.data.dicom import check_dicom_series, read_series_geometry
 from attnunet.data.transforms import loading
 from attnunet.errors import AttnUNetError
 from attnunet.inference.io import find_inputs
 from attnunet.utils.dicom_writer import write_series
-from tests.helpers import CT, make_checkpoint, run_cli
+from tests.helpers import CT, make_checkpoint, run_cli, write_header_only_dicom
 
 XRAY_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
 THICK = (slice(40, 56), slice(30, 44), slice(50, 62))  # 16 x 14 x 12 voxels of the real CT
@@ -72,17 +71,6 @@ def _monitoring(k: int, ds: pydicom.Dataset) -> None:  # bolus tracking: one tab
     ds.ImagePositionPatient = [0, 0, 0]
 
 
-def _write_dose_sr(path: Path) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = XRAY_DOSE_SR
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = XRAY_DOSE_SR, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = "SR", generate_uid(), 997, "Dose Report"
-    ds.save_as(path, enforce_file_format=True)
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One flat folder as a CD export holds it: a localizer (1), the thick (2) and thin (3) series,
@@ -94,7 +82,14 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _add_series(study, _crop(THIN), 3, "Abdomen/Venös 1,5 [B30f]")
     _add_series(study, _crop((slice(40, 56), slice(30, 44), slice(50, 56))), 4, "Bolus tracking", _monitoring)
     _add_series(study, _crop((slice(0, 16), slice(0, 14), slice(0, 1))), 998, "Dose Info", _dose_page)
-    _write_dose_sr(study / "dose_sr.dcm")
+    write_header_only_dicom(
+        study / "dose_sr.dcm",
+        XRAY_DOSE_SR,
+        Modality="SR",
+        SeriesInstanceUID=generate_uid(),
+        SeriesNumber=997,
+        SeriesDescription="Dose Report",
+    )
     return study
 
 
