@@ -187,7 +187,7 @@ def test_irregular_series_are_refused_naming_the_problem(tmp_path: Path, broken:
         check_dicom_series(series)
     with pytest.raises(AttnUNetError, match=message):  # the reader refuses too, not only the header check
         load_images(["image"])({"image": str(series)})["image"]
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - MONAI's Compose wraps our error
+    with pytest.raises(RuntimeError) as caught:  # MONAI's Compose wraps our error in a RuntimeError
         _load(series)
     assert user_error(caught.value) is not None and "\n" not in str(user_error(caught.value))
 
