@@ -8,13 +8,15 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.postprocessing import labels_that_gain
-from tests.helpers import CT, compose_train, run_attnunet
+from tests.helpers import CT, PANCREAS, compose_train, run_attnunet
 
 pytestmark = pytest.mark.slow
 
@@ -217,6 +219,8 @@ def test_ablation_is_one_command_and_writes_a_report(smoke_run, tmp_path: Path) 
         "trainer.max_epochs=2",
         "trainer.check_val_every_n_epoch=1",
         "hydra.sweeper.params.seed=1",
+        f"hydra.callbacks.ablation_report.real_image={CT}",
+        f"hydra.callbacks.ablation_report.real_mask={PANCREAS}",
     ]
     result = run_attnunet(["train", "experiment=ablation", *tiny], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -224,7 +228,13 @@ def test_ablation_is_one_command_and_writes_a_report(smoke_run, tmp_path: Path) 
     report = (sweep / "report.md").read_text()
     for variant in ("unet", "attention_unet", "attention_unet_gated"):
         assert f"| {variant} | 1 |" in report
+    assert "## Paired difference to unet" in report and "| attention_unet | 1 x 1 |" in report
+    for gate in ("level1", "bottleneck"):
+        assert f"| attention_unet_gated | {gate} |" in report
+    assert "| unet | level" not in report  # no gates, no contrast row
     assert (sweep / "report.png").stat().st_size > 1000
+    picture = np.asarray(Image.open(sweep / "report_attention.png"))
+    assert picture.shape[0] > 3 * 256  # one row per variant on the real CT
     runs = json.loads((sweep / "report.json").read_text())["runs"]
     params = {r["variant"]: r["parameters"] for r in runs}
     assert params["unet"] < params["attention_unet"] < params["attention_unet_gated"]

@@ -1,4 +1,4 @@
-"""What every command shares: the config folder and its interpolations, error reporting.
+"""What every command shares: the config folder (its interpolations registered), error reporting.
 
 Process set-up (warnings, memory, torch settings) is :func:`attnunet.utils.process.prepare_process`,
 which each command calls first."""
@@ -14,33 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from attnunet.config_resolvers import register_resolvers
 from attnunet.errors import AttnUNetError, user_error
 
 log = logging.getLogger("attnunet")
-
-
-def _at_most(value: int, limit: int | None) -> int:
-    """``min(value, limit)``; ``limit=None`` means no limit."""
-    return value if limit is None else min(int(value), int(limit))
-
-
-def _if(condition: bool, then: str, otherwise: str) -> str:
-    """``then`` when ``condition`` holds, else ``otherwise`` (e.g. a folder-name suffix for a flag)."""
-    return then if condition else otherwise
-
-
-def register_resolvers() -> None:
-    """Register the config tree's own interpolations (idempotent); :func:`config_dir` does it for
-    every composition of the tree (entry points and tests).
-
-    ``at_most`` lets data.max_cases (a key every data config has) also shrink the synthetic set that
-    is generated, so experiments never set a synthetic-only key; ``if`` names the organ-labelled
-    phantom set's folder without renaming the default one.
-    """
-    OmegaConf.register_new_resolver("attnunet.at_most", _at_most, replace=True)
-    OmegaConf.register_new_resolver("attnunet.if", _if, replace=True)
 
 
 def config_dir() -> str:

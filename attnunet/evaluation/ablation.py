@@ -1,16 +1,26 @@
-"""Ablation report over a Hydra multirun: one row per model variant, mean ± std over seeds.
+"""Ablation report over a Hydra multirun: does each variant beat the plain U-Net, and where do its gates look.
 
-``attnunet-train experiment=ablation`` trains every variant with every seed on the same data and
-budget; :class:`AblationReport` (a Hydra callback) then scores each run's best checkpoint on the
-validation split with the evaluate code path and writes ``report.md``, ``report.json`` and
-``report.png`` into the sweep folder. ``python -m attnunet.evaluation.ablation <sweep dir>`` redoes
-the report for an existing sweep.
+``attnunet-train experiment=ablation`` trains every variant with every seed on the same data, split
+and budget; :class:`AblationReport` (a Hydra callback) then scores each run's best checkpoint on the
+validation split with the evaluate code path and writes into the sweep folder:
+
+- ``report.md`` / ``report.json``: per variant mean ± SD over seeds; per variant the paired
+  difference to the U-Net (same seeds, same cases) with a bootstrap interval over seeds and cases
+  (:mod:`attnunet.evaluation.paired`); per gate the attention contrast
+  (:mod:`attnunet.evaluation.attention_contrast`) on the validation cases and, when given, on a
+  real CT with its organ mask;
+- ``report.png``: the scores; ``report_attention.png``: the real CT's slice through the organ, one
+  row per variant (its first seed): CT, prediction and every gate's alpha.
+
+``python -m attnunet.evaluation.ablation <sweep dir> [--real-ct IMAGE MASK]`` redoes the report.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +30,76 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from attnunet.config_resolvers import register_resolvers
+from attnunet.evaluation.ablation_text import markdown
+from attnunet.evaluation.attention_contrast import contrast_columns, gate_means
 from attnunet.evaluation.on_split import evaluate_on_split
+from attnunet.evaluation.paired import paired_difference
+from attnunet.evaluation.report import read_label_map
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Predictor, PredictorSettings
+from attnunet.inference.preview import render_preview, save_png
 from attnunet.models.attention_unet import count_parameters
+from attnunet.utils import overlays
 from attnunet.utils.atomic import write_text_atomically
 
+log = logging.getLogger(__name__)
+
 REPORTED = ("dice", "recall", "precision", "hd95_mm")
+REFERENCE_VARIANT = "unet"
 
 
-def score_run(job_dir: Path, split: str, tolerance_mm: float) -> dict[str, Any]:
-    """Variant, seed, parameters, seconds per epoch and mean foreground metrics of one job."""
+@dataclass(frozen=True)
+class RealCase:
+    """A real CT and a boolean organ mask on its grid (the gates' attention contrast is read there)."""
+
+    image: Path
+    mask: Path
+
+
+def score_run(job_dir: Path, split: str, tolerance_mm: float, real: RealCase | None) -> tuple[dict[str, Any], Any]:
+    """One job's variant, seed, parameters, seconds per epoch, mean and per-case metrics, and per
+    gate the mean alpha inside the organ and over the body (validation cases and ``real``).
+    Also returns the picture row of ``real`` (:func:`render_preview`; None without ``real``)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     cfg.run_dir = str(job_dir)  # filled at run time in training; its splits.json gives the same split
     choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
     model = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
+    gated = bool(model.net.attention_names)
+    predictor = Predictor(model, PredictorSettings(largest_component=False, attention=gated, keep_input=True))
     rows = evaluate_on_split(
-        Predictor(model, PredictorSettings(largest_component=False)),
-        instantiate(cfg.data),
-        split,
-        tolerance_mm,
-        job_dir,
+        predictor, instantiate(cfg.data), split, tolerance_mm, job_dir, contrast_columns if gated else None
     )
-    metrics = {m: float(np.nanmean([r[m] for r in rows])) for m in REPORTED}
-    return {
-        "variant": str(choices.model),
-        "seed": int(cfg.seed),
+    variant, seed = str(choices.model), int(cfg.seed)
+    run: dict[str, Any] = {
+        "variant": variant,
+        "seed": seed,
         "parameters": count_parameters(model.net),
         "seconds_per_epoch": _seconds_per_epoch(job_dir / "tensorboard"),
-        **metrics,
+        **{m: float(np.nanmean([r[m] for r in rows])) for m in REPORTED},
+        "cases": {f"{r['case']}/{r['label']}": {m: r[m] for m in REPORTED} for r in rows},
+        "attention_val": {gate: _mean_over_rows(rows, gate) for gate in model.net.attention_names} if gated else {},
     }
+    picture = None
+    if real is not None:
+        prediction = predictor(real.image)
+        mask = read_label_map(real.mask)
+        organ = mask.array > 0
+        run["attention_real"] = {
+            gate: {"organ": inside, "body": body, "contrast": inside / body if body > 0 else float("nan")}
+            for gate, (inside, body) in gate_means(prediction, organ, mask, real.image, real.mask).items()
+        }
+        focus = organ if organ.shape == prediction.labels.shape else None
+        window = model.preprocessing.intensity_window
+        picture = render_preview(prediction.input_hu, prediction, window, focus, name=f"{variant} seed {seed}")
+    return run, picture
+
+
+def _mean_over_rows(rows: list[dict[str, Any]], gate: str) -> dict[str, float]:
+    organ = float(np.nanmean([r[f"alpha_organ/{gate}"] for r in rows]))
+    body = float(np.nanmean([r[f"alpha_body/{gate}"] for r in rows]))
+    contrast = float(np.nanmean([r[f"attention_contrast/{gate}"] for r in rows]))
+    return {"organ": organ, "body": body, "contrast": contrast}
 
 
 def _seconds_per_epoch(log_dir: Path) -> float:
@@ -59,28 +109,80 @@ def _seconds_per_epoch(log_dir: Path) -> float:
     return float(np.diff(times).mean()) if len(times) > 1 else float("nan")
 
 
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    array = np.array(values, dtype=float)
+    if not np.isfinite(array).any():
+        return float("nan"), float("nan")
+    return float(np.nanmean(array)), float(np.nanstd(array))
+
+
 def summarise_variants(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per variant, in the order the variants first appear."""
+    """Mean and SD over seeds per variant, in the order the variants first appear, with the
+    attention figures per gate (``attention_val`` / ``attention_real``: gate -> key -> (mean, SD))."""
     table = []
     for variant in dict.fromkeys(r["variant"] for r in runs):
         mine = [r for r in runs if r["variant"] == variant]
         row: dict[str, Any] = {"variant": variant, "seeds": len(mine), "parameters": mine[0]["parameters"]}
         for key in (*REPORTED, "seconds_per_epoch"):
-            values = np.array([r[key] for r in mine], dtype=float)
-            row[key] = (float(np.nanmean(values)), float(np.nanstd(values)))
+            row[key] = _mean_sd([r[key] for r in mine])
+        for where in ("attention_val", "attention_real"):
+            per_run = [r[where] for r in mine if where in r]
+            gates = dict.fromkeys(g for gates in per_run for g in gates)
+            row[where] = {
+                gate: {k: _mean_sd([g[gate][k] for g in per_run if gate in g]) for k in ("organ", "body", "contrast")}
+                for gate in gates
+            }
         table.append(row)
     return table
 
 
-def markdown(table: list[dict[str, Any]]) -> str:
-    header = "| variant | seeds | parameters | Dice | recall | precision | HD95 (mm) | s / epoch |"
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in table:
-        cells = [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" for k in ("dice", "recall", "precision")]
-        cells.append(f"{r['hd95_mm'][0]:.1f} ± {r['hd95_mm'][1]:.1f}")
-        cells.append(f"{r['seconds_per_epoch'][0]:.1f}")
-        lines.append(f"| {r['variant']} | {r['seeds']} | {r['parameters'] / 1e6:.2f} M | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def paired_to_reference(runs: list[dict[str, Any]], reference: str = REFERENCE_VARIANT) -> list[dict[str, Any]]:
+    """Per variant other than ``reference``: per metric the mean ``variant - reference`` over the
+    seeds both ran and the cases both scored, with its 95% interval (empty without ``reference``)."""
+    by_key = {(r["variant"], r["seed"]): r for r in runs}
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in runs if r["variant"] != reference):
+        seeds = sorted(s for (v, s) in by_key if v == variant and (reference, s) in by_key)
+        if not seeds:
+            continue
+        cases = sorted(set.intersection(*(set(by_key[(v, s)]["cases"]) for s in seeds for v in (variant, reference))))
+        row: dict[str, Any] = {"variant": variant, "seeds": seeds, "cases": len(cases)}
+        for metric in REPORTED:
+            mine = np.array([[by_key[(variant, s)]["cases"][c][metric] for c in cases] for s in seeds], dtype=float)
+            theirs = np.array([[by_key[(reference, s)]["cases"][c][metric] for c in cases] for s in seeds], dtype=float)
+            row[metric] = paired_difference(mine - theirs)
+        out.append(row)
+    return out
+
+
+def write_ablation_report(
+    sweep_dir: str | Path, split: str = "val", tolerance_mm: float = 2.0, real: RealCase | None = None
+) -> Path:
+    """Score every finished job under ``sweep_dir``; write ``report.md/.json/.png`` (and
+    ``report_attention.png`` with ``real``); return the .md path."""
+    sweep_dir = Path(sweep_dir)
+    jobs = sorted(p.parent.parent for p in sweep_dir.glob("*/checkpoints/best.ckpt"))
+    scored = [score_run(job, split, tolerance_mm, real) for job in jobs]
+    runs = [run for run, _ in scored]
+    table = summarise_variants(runs)
+    paired = paired_to_reference(runs)
+    report = {
+        "split": split,
+        "real_ct": None if real is None else {"image": str(real.image), "mask": str(real.mask)},
+        "runs": runs,
+        "variants": table,
+        "paired_to_unet": [{**p, **{m: vars(p[m]) for m in REPORTED}} for p in paired],
+    }
+    write_text_atomically(sweep_dir / "report.json", json.dumps(report, indent=2))
+    plot(table, sweep_dir / "report.png")
+    if real is not None:
+        first_seed = {}
+        for run, picture in scored:
+            first_seed.setdefault(run["variant"], picture)
+        save_png(overlays.stack(list(first_seed.values())), sweep_dir / "report_attention.png")
+    text = markdown(len(runs), split, table, paired, real)
+    write_text_atomically(sweep_dir / "report.md", text)
+    return sweep_dir / "report.md"
 
 
 def plot(table: list[dict[str, Any]], path: Path) -> None:
@@ -100,38 +202,56 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     ax.set_xticks(x, [r["variant"] for r in table])
     low = min(r[m][0] - r[m][1] for r in table for m in metrics)
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
-    ax.set_ylabel("validation score (mean ± std over seeds)")
+    ax.set_ylabel("validation score (mean ± SD over seeds)")
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_ablation_report(sweep_dir: str | Path, split: str = "val", tolerance_mm: float = 2.0) -> Path:
-    """Score every finished job under ``sweep_dir``; write ``report.md/.json/.png``; return the .md path."""
-    sweep_dir = Path(sweep_dir)
-    jobs = sorted(p.parent.parent for p in sweep_dir.glob("*/checkpoints/best.ckpt"))
-    runs = [score_run(job, split, tolerance_mm) for job in jobs]
-    table = summarise_variants(runs)
-    write_text_atomically(sweep_dir / "report.json", json.dumps({"runs": runs, "variants": table}, indent=2))
-    plot(table, sweep_dir / "report.png")
-    text = f"# Ablation ({len(runs)} runs, {split} split)\n\n{markdown(table)}\n\n![scores](report.png)\n"
-    write_text_atomically(sweep_dir / "report.md", text)
-    return sweep_dir / "report.md"
+def real_case(image: str | Path | None, mask: str | Path | None) -> RealCase | None:
+    """The real CT to read the gates on, or None (logged) when not given or not found."""
+    if image is None or mask is None:
+        return None
+    case = RealCase(Path(image).expanduser().resolve(), Path(mask).expanduser().resolve())
+    missing = [str(p) for p in (case.image, case.mask) if not p.is_file()]
+    if missing:
+        log.warning("real CT for the attention contrast not found (%s): phantoms only", ", ".join(missing))
+        return None
+    return case
 
 
 class AblationReport(Callback):
-    """Hydra callback: writes the report when the multirun ends."""
+    """Hydra callback: writes the report when the multirun ends. ``real_image`` / ``real_mask``:
+    a real CT and its organ mask (relative paths from the working directory); missing files leave
+    the real-CT part out, said in the log and the report."""
 
-    def __init__(self, split: str = "val", tolerance_mm: float = 2.0) -> None:
+    def __init__(
+        self, split: str = "val", tolerance_mm: float = 2.0, real_image: str | None = None, real_mask: str | None = None
+    ) -> None:
         self.split = split
         self.tolerance_mm = tolerance_mm
+        self.real_image = real_image
+        self.real_mask = real_mask
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        path = write_ablation_report(config.hydra.sweep.dir, self.split, self.tolerance_mm)
+        real = real_case(self.real_image, self.real_mask)
+        path = write_ablation_report(config.hydra.sweep.dir, self.split, self.tolerance_mm, real)
         print(path.read_text(), flush=True)
         print(f"ablation report: {path}", flush=True)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--tolerance-mm", type=float, default=2.0)
+    parser.add_argument("--real-ct", nargs=2, metavar=("IMAGE", "MASK"), help="a real CT and its organ mask")
+    args = parser.parse_args(argv)
+    register_resolvers()  # the runs' stored configs use them
+    real = real_case(*args.real_ct) if args.real_ct else None
+    print(write_ablation_report(args.sweep_dir, args.split, args.tolerance_mm, real).read_text())
+
+
 if __name__ == "__main__":
-    print(write_ablation_report(sys.argv[1]).read_text())
+    main()

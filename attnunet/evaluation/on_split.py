@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,16 @@ from tqdm import tqdm
 from attnunet.data.datamodule import SegmentationDataModule
 from attnunet.data.labels import apply_lookup, lookup_by_name
 from attnunet.errors import AttnUNetError
-from attnunet.evaluation.report import check_label_values, read_label_map, relabelled, score_pair
+from attnunet.evaluation.report import LabelMap, check_label_values, read_label_map, relabelled, score_pair
 from attnunet.inference.ensemble import mean_uncertainty
-from attnunet.inference.predictor import Predictor
+from attnunet.inference.predictor import Prediction, Predictor
 from attnunet.inference.read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
+
+# Extra per-case columns from a prediction and its reference: (prediction, reference, image path,
+# reference path) -> {column: value}, e.g. attention_contrast.contrast_columns.
+CaseColumns = Callable[[Prediction, LabelMap, Path, Path], dict[str, float]]
 
 
 def stored_split_cases(
@@ -42,11 +47,13 @@ def evaluate_on_split(
     split: str,
     tolerance_mm: float,
     ckpt_path: str | Path = "checkpoint",
+    case_columns: CaseColumns | None = None,
 ) -> list[dict[str, Any]]:
     """Metric rows for every case of ``split`` (``val``, ``train`` or ``all``), scored on each
     case's own grid after the same inference as ``attnunet-infer``. ``val``/``train`` are the
     checkpoint's stored case ids when it has them. A model with more classes than the dataset is
-    scored on the dataset's classes, matched by name; its other classes count as background."""
+    scored on the dataset's classes, matched by name; its other classes count as background.
+    ``case_columns`` adds its columns to every row of a case."""
     datamodule.prepare_data()
     labels = datamodule.labels
     to_dataset = lookup_by_name(predictor.model.labels, labels, ckpt_path)
@@ -86,6 +93,8 @@ def evaluate_on_split(
             labels,
             tolerance_mm,
         )
-        uncertainty = mean_uncertainty(prediction.probabilities_in_box())  # 0 outside the box
-        rows += [{**row, "uncertainty": uncertainty} for row in scored]
+        extra = {"uncertainty": mean_uncertainty(prediction.probabilities_in_box())}  # 0 outside the box
+        if case_columns is not None:
+            extra.update(case_columns(prediction, reference, image_path, ref_path))
+        rows += [{**row, **extra} for row in scored]
     return rows

@@ -14,13 +14,21 @@ from attnunet.utils import overlays
 from attnunet.utils.atomic import atomic_target
 
 
-def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[float, float]) -> np.ndarray:
+def render_preview(
+    ct_hu: np.ndarray,
+    prediction: Prediction,
+    window: tuple[float, float],
+    focus: np.ndarray | None = None,
+    name: str = "CT",
+) -> np.ndarray:
     """RGB ``(H, W, 3)`` uint8: CT | CT + predicted labels | CT + alpha per gate, titled, with a 0-1
-    colour bar, on the axial slice through the predicted foreground centroid (the middle slice when
-    nothing was found). Each gate's title gives alpha's range on the slice and in the volume, both
-    within the region the network ran on. Panels have square pixels in millimetres and a short side
-    of at least :data:`~attnunet.utils.overlays.SHORT_SIDE`. ``ct_hu`` ``(X, Y, Z)`` is the input
-    volume on the prediction's grid."""
+    colour bar, on the axial slice where ``focus`` (a reference label volume on the prediction's grid,
+    outlined in white on every panel but the first) has most voxels; without it, through the
+    predicted foreground centroid (the middle slice when nothing was found). Each
+    gate's title gives alpha's range on the slice and in the volume, both within the region the
+    network ran on. Panels have square pixels in millimetres and a short side of at least
+    :data:`~attnunet.utils.overlays.SHORT_SIDE`. ``ct_hu`` ``(X, Y, Z)`` is the input volume on the
+    prediction's grid; ``name`` heads the first panel."""
     ornt = nib.io_orientation(prediction.input_affine)
     to_ras = nib.orientations.ornt_transform(ornt, nib.orientations.axcodes2ornt("RAS"))
     spacing = np.empty(3)
@@ -32,15 +40,18 @@ def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[floa
     lo, hi = window
     ct = (ras(ct_hu.astype(np.float32)) - lo) / (hi - lo)
     labels = ras(prediction.labels)
-    z = overlays.centroid_index(labels, axis=2)
+    z = overlays.centroid_index(labels, axis=2) if focus is None else overlays.fullest_index(ras(focus), axis=2)
     pixel = (float(spacing[0]), float(spacing[1]))
     ct_s = overlays.display_slice(ct[:, :, z], pixel)
+    reference = None if focus is None else overlays.display_slice(ras(focus > 0)[:, :, z], pixel, nearest=True)
+
+    def outlined(rgb: torch.Tensor) -> torch.Tensor:
+        return rgb if reference is None else overlays.outline(rgb, reference)
+
+    predicted = overlays.label_overlay(ct_s, overlays.display_slice(labels[:, :, z], pixel, nearest=True))
     panels = [
-        overlays.Panel(["CT", f"axial slice {z + 1}/{ct.shape[2]}"], overlays.grey(ct_s)),
-        overlays.Panel(
-            ["predicted labels"],
-            overlays.label_overlay(ct_s, overlays.display_slice(labels[:, :, z], pixel, nearest=True)),
-        ),
+        overlays.Panel([name, f"axial slice {z + 1}/{ct.shape[2]}"], overlays.grey(ct_s)),
+        overlays.Panel(["predicted labels", *([] if focus is None else ["reference: white"])], outlined(predicted)),
     ]
     box = prediction.network_box or tuple(slice(None) for _ in range(3))
     ran = np.zeros(prediction.labels.shape, dtype=bool)
@@ -55,7 +66,7 @@ def render_preview(ct_hu: np.ndarray, prediction: Prediction, window: tuple[floa
         panels.append(
             overlays.Panel(
                 [gate, f"slice {slice_range}  volume {volume_range}"],
-                overlays.heat_overlay(ct_s, overlays.display_slice(a[:, :, z], pixel)),
+                outlined(overlays.heat_overlay(ct_s, overlays.display_slice(a[:, :, z], pixel))),
             )
         )
     return overlays.compose(panels, bar=bool(prediction.attention))

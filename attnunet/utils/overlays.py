@@ -78,11 +78,19 @@ def label_overlay(ct: torch.Tensor, labels: torch.Tensor, fill: float = 0.35) ->
         if not mask.any():
             continue
         colour = LABEL_COLOURS[min(k, len(LABEL_COLOURS) - 1)].view(3, 1, 1)
-        eroded = -F.max_pool2d(-mask[None, None], 3, stride=1, padding=1)[0, 0]
-        contour = (mask - eroded).clamp(0, 1)
         rgb = rgb * (1 - fill * mask) + colour * fill * mask
-        rgb = rgb * (1 - contour) + colour * contour
+        rgb = outline(rgb, mask, colour)
     return rgb
+
+
+def outline(rgb: torch.Tensor, mask: torch.Tensor, colour: torch.Tensor | None = None) -> torch.Tensor:
+    """``rgb`` ``(3, H, W)`` with the contour of ``mask`` ``(H, W)`` drawn in ``colour`` ``(3, 1, 1)``
+    (white when None): the inner one-pixel edge, so the outline never covers what lies outside."""
+    mask = mask.float()
+    colour = torch.ones(3, 1, 1) if colour is None else colour
+    eroded = -F.max_pool2d(-mask[None, None], 3, stride=1, padding=1)[0, 0]
+    contour = (mask - eroded).clamp(0, 1)
+    return rgb * (1 - contour) + colour * contour
 
 
 def centroid_index(label: torch.Tensor, axis: int) -> int:
@@ -91,6 +99,13 @@ def centroid_index(label: torch.Tensor, axis: int) -> int:
     if len(fg) == 0:
         return label.shape[axis] // 2
     return int(fg[:, axis].float().mean().round().item())
+
+
+def fullest_index(label: torch.Tensor, axis: int) -> int:
+    """Index along ``axis`` of the slice with the most foreground voxels (the centroid's when empty):
+    an oblique organ such as the pancreas shows its whole length there, not only a cut through it."""
+    counts = (label > 0).sum(dim=[d for d in range(label.ndim) if d != axis])
+    return int(counts.argmax().item()) if counts.any() else centroid_index(label, axis)
 
 
 def to_display(slice_2d: torch.Tensor) -> torch.Tensor:
@@ -173,3 +188,15 @@ def compose(panels: Sequence[Panel], bar: bool = False, bar_label: str = "alpha"
             top = min(max(y - FONT_SIZE // 2 - 2, title_height), title_height + h - FONT_SIZE - 2)
             draw.text((x + BAR_WIDTH + 4, top), f"{t:g}", fill=(255, 255, 255), font=font)
     return np.asarray(canvas)
+
+
+def stack(pictures: Sequence[np.ndarray]) -> np.ndarray:
+    """``(H_i, W_i, 3)`` uint8 pictures one above the other, left-aligned on the background grey:
+    ``(sum H_i, max W_i, 3)``. Rows of different widths (a model with fewer gates) stay readable."""
+    width = max(p.shape[1] for p in pictures)
+    rows = []
+    for picture in pictures:
+        row = np.full((picture.shape[0], width, 3), BACKGROUND, dtype=np.uint8)
+        row[:, : picture.shape[1]] = picture
+        rows.append(row)
+    return np.concatenate(rows, axis=0)

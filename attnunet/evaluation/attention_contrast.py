@@ -1,0 +1,55 @@
+"""Where the gates look: mean alpha inside a reference organ against the mean over the body.
+
+The "attention contrast" of a gate on one case is ``mean alpha over the organ / mean alpha over the
+body``: 1 means the gate passes the organ's skip features no more than any other body voxel's; a
+gate concentrating on the organ scores well above 1. The body is every voxel above
+:data:`BODY_HU`, so the air around a patient (where the network never runs, alpha 0) does not
+inflate the figure. The training callback logs a related scalar on validation patches
+(:class:`~attnunet.training.callbacks.AttentionMapLogger`); this one scores whole volumes after
+the same inference as ``attnunet-infer``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from attnunet.evaluation.report import LabelMap, on_reference_grid
+from attnunet.inference.predictor import Prediction
+
+BODY_HU = -500.0  # fat is about -100 HU and lung about -850: this keeps soft tissue and fat, drops air
+
+
+def gate_means(
+    prediction: Prediction, organ: np.ndarray, reference: LabelMap, image_path: Path, ref_path: Path
+) -> dict[str, tuple[float, float]]:
+    """Per gate, (mean alpha over ``organ``, mean alpha over the body).
+
+    ``prediction`` must hold gate maps and the input volume (``PredictorSettings(attention=True,
+    keep_input=True)``); ``organ`` is a boolean ``(X, Y, Z)`` mask on ``reference``'s grid, onto
+    which alpha and the input are put first (:func:`~attnunet.evaluation.report.on_reference_grid`).
+    An empty organ gives NaN for its mean."""
+    if not prediction.attention:
+        return {}
+    if prediction.input_hu is None:
+        raise ValueError("gate_means needs the input volume: predict with keep_input=True")
+    affine = prediction.input_affine
+    body = on_reference_grid(prediction.input_hu > BODY_HU, affine, image_path, reference, ref_path)
+    means = {}
+    for gate in prediction.attention:
+        alpha = on_reference_grid(prediction.alpha(gate), affine, image_path, reference, ref_path)
+        inside = float(alpha[organ].mean()) if organ.any() else float("nan")
+        means[gate] = (inside, float(alpha[body].mean()))
+    return means
+
+
+def contrast_columns(prediction: Prediction, reference: LabelMap, image_path: Path, ref_path: Path) -> dict[str, float]:
+    """``alpha_organ/<gate>``, ``alpha_body/<gate>`` and ``attention_contrast/<gate>`` for one case,
+    the organ being every foreground voxel of ``reference`` (no columns for a model without gates)."""
+    columns: dict[str, float] = {}
+    for gate, (inside, body) in gate_means(prediction, reference.array > 0, reference, image_path, ref_path).items():
+        columns[f"alpha_organ/{gate}"] = inside
+        columns[f"alpha_body/{gate}"] = body
+        columns[f"attention_contrast/{gate}"] = inside / body if body > 0 else float("nan")
+    return columns
