@@ -13,12 +13,12 @@ from omegaconf import OmegaConf
 from attnunet.cli.evaluate import evaluate_folders
 from attnunet.data.datalist import load_cases, split_cases
 from attnunet.data.layouts import discover
-from attnunet.data.naming import case_names
 from attnunet.errors import AttnUNetError
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.io import find_inputs
 from attnunet.inference.predictor import Predictor
 from attnunet.inference.runner import predict_cases
+from attnunet.io.naming import case_names
 from tests.helpers import CT, make_checkpoint
 
 NUMBERED = ["PANCREAS_0001", "PANCREAS_0002", "PANCREAS_0003"]

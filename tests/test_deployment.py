@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from attnunet.data.dicom import read_series_geometry
 from attnunet.inference.export import export_model
-from attnunet.utils.dicom_writer import write_series
+from attnunet.io.dicom import read_series_geometry
+from attnunet.io.dicom_writer import write_series
 from tests.helpers import CT, make_checkpoint, run_cli
 
 pytestmark = pytest.mark.slow

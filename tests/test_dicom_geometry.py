@@ -24,10 +24,10 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from attnunet.data.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs
 from attnunet.data.transforms import load_images, loading
 from attnunet.errors import AttnUNetError, user_error
-from attnunet.utils.dicom_writer import write_series
+from attnunet.io.dicom import DICOMDIR_SOP_CLASS, check_dicom_series, dicom_series_dirs
+from attnunet.io.dicom_writer import write_series
 from tests.helpers import write_header_only_dicom
 
 SHAPE = (7, 9, 6)  # columns, rows, slices: all different so a swapped axis shows

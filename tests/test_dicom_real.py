@@ -23,10 +23,10 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, get_decoder
 from pydicom.uid import generate_uid
 
-from attnunet.data.dicom import check_dicom_series, read_series_geometry, read_series_voxels
 from attnunet.data.transforms import load_images
 from attnunet.errors import AttnUNetError
 from attnunet.inference.io import find_inputs
+from attnunet.io.dicom import check_dicom_series, read_series_geometry, read_series_voxels
 
 SLICES = 8
 SPACING_MM = 5.0

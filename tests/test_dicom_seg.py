@@ -13,10 +13,10 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from attnunet.data.dicom import read_series_geometry
 from attnunet.errors import AttnUNetError
-from attnunet.inference.dicom_seg import write_dicom_seg
-from attnunet.utils.dicom_writer import write_series
+from attnunet.io.dicom import read_series_geometry
+from attnunet.io.dicom_seg import write_dicom_seg
+from attnunet.io.dicom_writer import write_series
 
 DATA = Path(__file__).parent / "data"
 SLICES = slice(84, 96)  # twelve slices through the pancreas of the real CT

@@ -19,11 +19,11 @@ import pytest
 from monai import transforms as mt
 from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
 
-from attnunet.data.dicom import check_dicom_series, read_series_geometry
 from attnunet.data.transforms import loading
 from attnunet.errors import AttnUNetError
 from attnunet.inference.io import find_inputs
-from attnunet.utils.dicom_writer import write_series
+from attnunet.io.dicom import check_dicom_series, read_series_geometry
+from attnunet.io.dicom_writer import write_series
 from tests.helpers import CT, make_checkpoint, run_cli, write_header_only_dicom
 
 XRAY_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
@@ -241,7 +241,7 @@ def test_enhanced_ct_geometry_and_rescale_come_from_each_frames_groups(tmp_path:
 
 def test_dicom_seg_of_a_study_case_references_its_series(study: Path, tmp_path: Path) -> None:
     hd = pytest.importorskip("highdicom", reason="DICOM-SEG output needs highdicom (attnunet[dicom])")
-    from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - needs the optional highdicom
+    from attnunet.io.dicom_seg import write_dicom_seg  # noqa: PLC0415 - needs the optional highdicom
 
     _, source = find_inputs(study, series=3)[0]
     geometry = read_series_geometry(source)
@@ -259,7 +259,7 @@ def test_dicom_seg_of_a_study_case_references_its_series(study: Path, tmp_path: 
 
 def test_dicom_seg_of_an_enhanced_ct_puts_each_frame_on_its_source_frame(tmp_path: Path) -> None:
     pytest.importorskip("highdicom", reason="DICOM-SEG output needs highdicom (attnunet[dicom])")
-    from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - needs the optional highdicom
+    from attnunet.io.dicom_seg import write_dicom_seg  # noqa: PLC0415 - needs the optional highdicom
 
     _, enhanced = _enhanced(tmp_path)
     geometry = read_series_geometry(enhanced)

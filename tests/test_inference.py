@@ -24,8 +24,8 @@ from attnunet.inference.io import find_inputs, save_like
 from attnunet.inference.predictor import ALPHA_STEPS, Predictor, PredictorSettings
 from attnunet.inference.runner import predict_cases
 from attnunet.inference.sliding_window import predict_logits
+from attnunet.io.dicom_writer import write_series
 from attnunet.utils import overlays
-from attnunet.utils.dicom_writer import write_series
 from tests.helpers import (
     CT,
     assert_same_prediction,

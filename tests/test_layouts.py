@@ -17,8 +17,8 @@ from attnunet.data.labels import merge_labels
 from attnunet.data.layouts import discover
 from attnunet.data.transforms import PreprocessingSpec, load_images, preprocessing
 from attnunet.errors import AttnUNetError, user_error
+from attnunet.io.dicom_writer import write_series
 from attnunet.phantom import reorient, write_dataset
-from attnunet.utils.dicom_writer import write_series
 
 NIH = {"image_dir": "Pancreas-CT", "label_dir": "TCIA_pancreas_labels-02-05-2017"}
 

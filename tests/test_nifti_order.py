@@ -12,7 +12,7 @@ import pytest
 
 from attnunet.data.transforms import load_images
 from attnunet.inference.io import save_like
-from attnunet.utils.nifti_order import SLAB, in_c_order, in_nifti_order
+from attnunet.io.nifti_order import SLAB, in_c_order, in_nifti_order
 
 RNG = np.random.default_rng(0)
 

@@ -13,8 +13,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from attnunet.data import voxel_prefetch
 from attnunet.data.transforms import load_images
+from attnunet.io import voxel_prefetch
 from attnunet.utils.lean_imports import UNUSED_BY_ATTNUNET
 
 

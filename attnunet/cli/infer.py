@@ -9,9 +9,9 @@ from omegaconf import DictConfig
 
 from attnunet.cli.arguments import hydra_command_line
 from attnunet.cli.common import config_dir, exit_on_failures, report_errors, settings_of
-from attnunet.data.naming import is_nifti
-from attnunet.data.voxel_prefetch import start_reading
 from attnunet.errors import AttnUNetError
+from attnunet.io.naming import is_nifti
+from attnunet.io.voxel_prefetch import start_reading
 from attnunet.utils.lean_imports import import_monai
 from attnunet.utils.process import prepare_process
 

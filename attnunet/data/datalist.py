@@ -10,8 +10,8 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 
 from attnunet.data.labels import check_label_names
-from attnunet.data.naming import NIFTI_SUFFIXES, case_names, require_unique
 from attnunet.errors import AttnUNetError
+from attnunet.io.naming import NIFTI_SUFFIXES, case_names, require_unique
 
 Case = dict[str, str]
 

@@ -19,14 +19,14 @@ from monai import transforms as mt
 
 from attnunet.data import label_alignment, label_plausibility
 from attnunet.data.body_landmarks import find_landmarks
-from attnunet.data.dicom import dicom_series_dirs
 from attnunet.data.duplicates import ScanSignature, duplicate_findings, leak_findings, signature
 from attnunet.data.findings import Finding
 from attnunet.data.fingerprint import LoadedCase
 from attnunet.data.label_alignment import Placement
-from attnunet.data.naming import case_names, is_nifti
 from attnunet.data.transforms import IMAGE, loading
 from attnunet.errors import AttnUNetError
+from attnunet.io.dicom import dicom_series_dirs
+from attnunet.io.naming import case_names, is_nifti
 from attnunet.utils.geometry import voxel_spacing
 
 

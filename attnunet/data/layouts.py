@@ -15,10 +15,10 @@ from pathlib import Path
 
 from attnunet.data import datalist
 from attnunet.data.datalist import Case, load_cases, read_dataset_json
-from attnunet.data.dicom import dicom_series_dirs
 from attnunet.data.labels import LabelNames, check_label_names
-from attnunet.data.naming import NIFTI_SUFFIXES, case_names, is_nifti, require_unique, stem
 from attnunet.errors import AttnUNetError
+from attnunet.io.dicom import dicom_series_dirs
+from attnunet.io.naming import NIFTI_SUFFIXES, case_names, is_nifti, require_unique, stem
 
 log = logging.getLogger(__name__)
 

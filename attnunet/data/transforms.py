@@ -19,10 +19,10 @@ import torch
 from monai import transforms as mt
 from monai.transforms.utils import map_binary_to_indices
 
-from attnunet.data.dicom import DicomSeriesReader, check_dicom_series, is_dicom_file
-from attnunet.data.naming import is_nifti
-from attnunet.data.nifti_reader import NiftiReader
 from attnunet.errors import AttnUNetError
+from attnunet.io.dicom import DicomSeriesReader, check_dicom_series, is_dicom_file
+from attnunet.io.naming import is_nifti
+from attnunet.io.nifti_reader import NiftiReader
 
 IMAGE, LABEL = "image", "label"
 VAL_WEIGHT = "val_weight"  # validation items under DDP: 0 for a rank's padding repeats

@@ -9,10 +9,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from attnunet.data.naming import is_nifti, stem
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.report import LabelMap, check_label_values, read_label_map, relabelled, score_pair
 from attnunet.inference.outputs import predicted_case
+from attnunet.io.naming import is_nifti, stem
 
 
 def score_folders(

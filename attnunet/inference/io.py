@@ -8,21 +8,21 @@ import nibabel as nib
 import numpy as np
 
 from attnunet.data.datalist import load_cases
-from attnunet.data.dicom import dicom_series_dirs, is_dicom_file
-from attnunet.data.dicom_study import study_cases
-from attnunet.data.naming import case_names, is_nifti, require_unique
 from attnunet.errors import AttnUNetError
+from attnunet.io.dicom import dicom_series_dirs, is_dicom_file
+from attnunet.io.dicom_study import study_cases
+from attnunet.io.naming import case_names, is_nifti, require_unique
+from attnunet.io.nifti_order import in_nifti_order
 from attnunet.utils.atomic import atomic_target
 from attnunet.utils.folders import writable_folder
-from attnunet.utils.nifti_order import in_nifti_order
 
 
 def find_inputs(input_path: str | Path, series: str | int | None = None) -> list[tuple[str, Path]]:
     """``(case, image path)`` for a NIfTI file, a folder of NIfTI files, a DICOM folder (one series,
     a whole study, or folders of them: one case per series that can be segmented, see
-    :mod:`attnunet.data.dicom_study`), a DICOM file (its series), or an MSD ``dataset.json`` (its
+    :mod:`attnunet.io.dicom_study`), a DICOM file (its series), or an MSD ``dataset.json`` (its
     ``test`` list). ``series`` (SeriesNumber or SeriesInstanceUID) keeps only that DICOM series.
-    Case names follow :mod:`attnunet.data.naming` and must be unique."""
+    Case names follow :mod:`attnunet.io.naming` and must be unique."""
     path = Path(input_path).expanduser()
     if not path.exists():
         raise AttnUNetError("input does not exist", path)
@@ -65,7 +65,7 @@ def save_like(
     unscaled, in the array's own type. The data goes to a temporary file in the same
     folder first and is renamed over ``path`` only when complete, so an interrupted run never leaves
     a file that looks finished. ``inputs`` are never overwritten. Arrays in any memory layout are
-    laid out in NIfTI's voxel order first (:func:`~attnunet.utils.nifti_order.in_nifti_order`).
+    laid out in NIfTI's voxel order first (:func:`~attnunet.io.nifti_order.in_nifti_order`).
     """
     if path.resolve() in inputs:
         raise AttnUNetError("refusing to overwrite an input file", path)

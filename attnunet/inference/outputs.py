@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attnunet.data.naming import stem
+from attnunet.io.naming import stem
 from attnunet.utils.atomic import remove_leftovers
 
 SEGMENTATION = "_seg"

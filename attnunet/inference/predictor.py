@@ -23,9 +23,9 @@ from attnunet.inference.postprocessing import foreground_labels, keep_largest_co
 from attnunet.inference.regrid import RegridPlan, network_box, to_input_grid
 from attnunet.inference.sliding_window import SlidingWindowSpec, predict_logits, predict_with_attention, slabs
 from attnunet.inference.streamed_read import read_streamed
+from attnunet.io.nifti_order import in_nifti_order
 from attnunet.utils.channels import argmax_channels
 from attnunet.utils.hardware import resolve_channels_last, resolve_device, resolve_precision
-from attnunet.utils.nifti_order import in_nifti_order
 
 PRED = "pred"
 # Input voxels regridded and labelled at a time (a 512 x 512 plane: 16 planes, 2 x 64 MB for two classes).

@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 from tqdm import tqdm
 
-from attnunet.data.naming import is_nifti
 from attnunet.errors import AttnUNetError, as_user_error
 from attnunet.inference.ensemble import predictive_entropy
 from attnunet.inference.io import prepare_output_dir, save_like
@@ -20,6 +19,7 @@ from attnunet.inference.outputs import OutputPaths
 from attnunet.inference.predictor import ALPHA_STEPS, Prediction, Predictor
 from attnunet.inference.preview import render_preview, save_png
 from attnunet.inference.read_ahead import read_ahead
+from attnunet.io.naming import is_nifti
 
 OUTPUT_FORMATS = ("nifti", "dicom_seg", "both")
 
@@ -111,7 +111,7 @@ def predict_and_write(
         window = predictor.model.preprocessing.intensity_window
         save_png(render_preview(prediction.input_hu, prediction, window), paths.preview)
     if choices.output_format != "nifti":
-        from attnunet.inference.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
+        from attnunet.io.dicom_seg import write_dicom_seg  # noqa: PLC0415 - optional extra
 
         write_dicom_seg(prediction.labels, path, predictor.model.labels, paths.dicom_seg)
     if choices.save_uncertainty:

@@ -23,11 +23,11 @@ import torch
 from monai import transforms as mt
 from monai.data import MetaTensor
 
-from attnunet.data.naming import is_nifti
 from attnunet.data.transforms import IMAGE, InspectHeaderd, PreprocessingSpec, all_finite, preprocessing
-from attnunet.data.voxel_prefetch import image_in_memory, take_image
 from attnunet.errors import AttnUNetError
 from attnunet.inference.regrid import axis_map, interpolate_axis
+from attnunet.io.naming import is_nifti
+from attnunet.io.voxel_prefetch import image_in_memory, take_image
 
 # Input voxels read per slab (a 512 x 512 scan: 32 planes, 32 MB as float32).
 SLAB_VOXELS = 2**23

@@ -17,12 +17,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from attnunet.io.dicom_writer import write_series
+from attnunet.io.nifti_order import in_nifti_order
 from attnunet.phantom.appearance import PHASES
 from attnunet.phantom.case import GENERATOR_VERSION, make_case
 from attnunet.phantom.organs import paint_organs, with_organs
 from attnunet.utils.atomic import NEW_FILE_MODE
-from attnunet.utils.dicom_writer import write_series
-from attnunet.utils.nifti_order import in_nifti_order
 
 LABELS = {"0": "background", "1": "pancreas", "2": "lesion"}
 # Stored orientations: RAS, radiological LPS, mixed flips and permuted (through-plane first) axes.

@@ -3,7 +3,7 @@
 ``attnunet-infer`` on one CT spends a large part of its run importing torch and MONAI, all of it
 in Python code that holds the interpreter lock, while decompressing the CT (zlib) runs outside it.
 Started first, the read of the input overlaps those imports on the second core; the readers
-(:class:`~attnunet.data.nifti_reader.NiftiReader`, :mod:`attnunet.inference.streamed_read`) then take
+(:class:`~attnunet.io.nifti_reader.NiftiReader`, :mod:`attnunet.inference.streamed_read`) then take
 the decompressed file instead of reading it again. Only numpy and nibabel are needed here, so this
 works before torch is imported.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from attnunet.utils.nifti_order import in_c_order
+from attnunet.io.nifti_order import in_c_order
 
 # (resolved path, size, modification time): a file changed since the read began is read again.
 FileIdentity = tuple[str, int, int]

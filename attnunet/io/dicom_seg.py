@@ -2,7 +2,7 @@
 
 ``write_dicom_seg(labels, series, label_names, path)`` takes the uint8 ``(X, Y, Z)`` labels that
 the Predictor returns for a DICOM series input (a folder, or a file standing for its series): on
-the grid of :func:`attnunet.data.dicom.read_series_geometry` (axis 0 = DICOM columns, axis 1 =
+the grid of :func:`attnunet.io.dicom.read_series_geometry` (axis 0 = DICOM columns, axis 1 =
 rows, axis 2 = the series' images ordered along the slice normal). Image ``k`` is therefore
 ``labels[:, :, k].T`` (rows x columns): a classic slice file, or a frame of an enhanced CT file.
 
@@ -35,8 +35,8 @@ import numpy as np
 import pydicom
 
 import attnunet
-from attnunet.data.dicom import SeriesGeometry, read_series_geometry
 from attnunet.errors import AttnUNetError
+from attnunet.io.dicom import SeriesGeometry, read_series_geometry
 from attnunet.utils.atomic import atomic_target
 
 ALGORITHM_NAME = "attnunet"

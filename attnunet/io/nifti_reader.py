@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from monai.data import NibabelReader
 
-from attnunet.data.voxel_prefetch import c_ordered_voxels, take
+from attnunet.io.voxel_prefetch import c_ordered_voxels, take
 
 
 class NiftiReader(NibabelReader):
@@ -16,9 +16,9 @@ class NiftiReader(NibabelReader):
 
     nibabel reads NIfTI voxels in the file's Fortran order; MONAI then makes them C-contiguous
     with ``np.ascontiguousarray``, a slow strided copy of a full CT; the slab-wise copy of
-    :func:`~attnunet.utils.nifti_order.in_c_order` gives the same array several times faster
+    :func:`~attnunet.io.nifti_order.in_c_order` gives the same array several times faster
     (docs/results.md#what-each-choice-on-the-inference-path-buys).
-    Voxels read ahead by :func:`~attnunet.data.voxel_prefetch.start_reading` are taken instead of
+    Voxels read ahead by :func:`~attnunet.io.voxel_prefetch.start_reading` are taken instead of
     reading the file again. Values, shape, affine and metadata are MONAI's own.
     """
 

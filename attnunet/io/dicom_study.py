@@ -12,7 +12,7 @@ Case names: a folder holding one series is named as before (the folder's name, o
 the input joined by ``_``); each series of a folder holding several is
 ``<folder>_s<SeriesNumber>_<SeriesDescription>``, made file-name safe. The reader is given the
 folder for a series that fills it, else the series' first file, which stands for its series (see
-:func:`attnunet.data.dicom.read_series_geometry`).
+:func:`attnunet.io.dicom.read_series_geometry`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from attnunet.data.dicom import dicom_series_dirs, image_files, read_headers, series_uid, slice_headers
 from attnunet.errors import AttnUNetError
+from attnunet.io.dicom import dicom_series_dirs, image_files, read_headers, series_uid, slice_headers
 
 log = logging.getLogger("attnunet")
 

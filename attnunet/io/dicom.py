@@ -1,8 +1,8 @@
-"""DICOM series: finding them, checking their geometry and reading them (writing: ``attnunet.utils.dicom_writer``).
+"""DICOM series: finding them, checking their geometry and reading them (writing: ``attnunet.io.dicom_writer``).
 
 A series is given as a folder holding it alone, or as one of its files, which stands for every file
 in the same folder with that file's SeriesInstanceUID (how a case of a whole-study folder is named:
-see :mod:`attnunet.data.dicom_study`). It is read by :class:`DicomSeriesReader`, one of the readers
+see :mod:`attnunet.io.dicom_study`). It is read by :class:`DicomSeriesReader`, one of the readers
 the preprocessing gives MONAI's ``LoadImage`` (``attnunet.data.transforms.IMAGE_READERS``).
 
 A series is a stack of 2D images: one per classic slice file, or the frames of an enhanced
