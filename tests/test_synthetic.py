@@ -383,7 +383,7 @@ def test_implants_are_metal_where_they_belong(monkeypatch) -> None:
         np.random.default_rng(5),
         np.random.default_rng(1005),
         np.arange(-70, 70, 2.5),
-        added=np.random.default_rng(0),
+        findings=np.random.default_rng(0),
     )
     assert anatomy.implants == ["hip prosthesis", "spinal fixation", "surgical clips"]
     metal = anatomy.tissue == Tissue.METAL
@@ -392,7 +392,7 @@ def test_implants_are_metal_where_they_belong(monkeypatch) -> None:
     assert ((z > -170) & (z < -40)).sum() > 50  # the fixation in the lumbar spine
     assert ((z > -40) & (z < 60)).sum() > 3  # clips around the hilum
     assert not (anatomy.pancreas & metal).any()
-    assert sample_appearance(np.random.default_rng(0), added=np.random.default_rng(0))["mean"][Tissue.METAL] > 2000
+    assert sample_appearance(np.random.default_rng(0), findings=np.random.default_rng(0))["mean"][Tissue.METAL] > 2000
 
 
 def test_a_forced_phase_keeps_the_anatomy_and_changes_the_appearance(cases, tmp_path: Path) -> None:

@@ -15,11 +15,10 @@ late arterial: aorta 220-400, pancreas 95-140, spleen 90-150). The pancreas is t
 to within a few HU of one of its large neighbours (liver, spleen, bowel wall, muscle), so that its
 intensities are never its own: they overlap bowel wall, vessels, liver and spleen as in real scans.
 
-Generator v4 widens the ranges to the older patients that real cohorts are made of: bone marrow down
-to fatty / osteoporotic values (50 HU; the real CT's sacrum has a median of 74), kidneys in
-non-contrast scans down to 10 HU, and in a fifth of the cases a steatotic liver (15-50 HU lower in
-every phase). Metal implants (:mod:`.implants`) are rendered with the streaks a scanner makes of
-them (:func:`metal_streaks`).
+The ranges cover the older patients that real cohorts are made of: bone marrow down to fatty /
+osteoporotic values (50 HU; the real CT's sacrum has a median of 74), kidneys in non-contrast scans
+down to 10 HU, and in a fifth of the cases a steatotic liver (15-50 HU lower in every phase). Metal
+implants (:mod:`.implants`) are rendered with the streaks a scanner makes of them (:func:`metal_streaks`).
 """
 
 from __future__ import annotations
@@ -114,14 +113,14 @@ METAL_HU = 2000  # rendered HU above this are metal (bone cortex stays below it)
 
 
 def sample_appearance(
-    rng: np.random.Generator, phase: str | None = None, added: np.random.Generator | None = None
+    rng: np.random.Generator, phase: str | None = None, findings: np.random.Generator | None = None
 ) -> dict:
     """Draw one case's phase, mean HU and texture strength per tissue, and scanner settings.
 
     Args:
-        rng: generator v2's stream (the draws of v2, in v2's order).
-        added: generator v4's stream (steatosis, metal streak strength); None: no steatosis and
-            medium streaks.
+        rng: the case's core stream (phase, HU, texture and scanner, in a fixed order of draws).
+        findings: the case's findings stream (steatosis, metal streak strength); None: no steatosis
+            and medium streaks.
     """
     if phase is None:
         phase = PHASES[int(rng.choice(len(PHASES), p=PHASE_PROBABILITIES))]
@@ -135,8 +134,9 @@ def sample_appearance(
     mean[T.PANCREAS] = mean[anchor] + rng.uniform(-8, 8) if rng.random() < 0.7 else mean[T.PANCREAS]
     mean[T.PANCREAS_FAT] = rng.uniform(-100, -40)  # fat, but partial volumes with the lobules around it
     mean[T.LESION] = mean[T.PANCREAS] - rng.uniform(25, 60)
-    if added is not None and added.random() < STEATOSIS_PROBABILITY:  # fatty liver (after the pancreas took its anchor)
-        mean[T.LIVER] -= added.uniform(15, 50)
+    # Fatty liver, applied after the pancreas took its anchor (a pancreas anchored to the liver does not follow it).
+    if findings is not None and findings.random() < STEATOSIS_PROBABILITY:
+        mean[T.LIVER] -= findings.uniform(15, 50)
     texture = np.zeros(len(Tissue), dtype=np.float32)
     for t, (lo, hi) in TEXTURE.items():
         texture[t] = rng.uniform(lo, hi)
@@ -148,7 +148,7 @@ def sample_appearance(
         "noise_hu": rng.uniform(6, 24),
         "noise_grain_vox": rng.uniform(0.5, 1.0),
         "bias_hu": rng.uniform(0, 25),
-        "streak_hu": 250.0 if added is None else added.uniform(100, 400),  # strongest metal streaks
+        "streak_hu": 250.0 if findings is None else findings.uniform(100, 400),  # strongest metal streaks
     }
 
 

@@ -318,8 +318,9 @@ def smooth(
     """Gaussian-filtered white noise (float32) with standard deviation ``scale``; of fields larger
     than ``estimate_above`` voxels the deviation is estimated on every 8th voxel.
 
-    The defaults are the anatomy's (generator v2's float64 draws and filter); appearance draws its
-    large fields in float32 with a shorter filter (``truncate=3``) and estimates their deviation.
+    The defaults are the anatomy's (float64 draws, a 4-sigma filter, the exact deviation); appearance
+    draws its large fields in float32 with a shorter filter (``truncate=3``) and estimates their
+    deviation, which is faster on the whole scan.
     """
     noise = rng.standard_normal(shape, dtype=draw_dtype).astype(np.float32, copy=False)
     field = ndimage.gaussian_filter(noise, sigma_vox, truncate=truncate)

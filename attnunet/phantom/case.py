@@ -9,10 +9,14 @@ import numpy as np
 from attnunet.phantom.anatomy import make_anatomy
 from attnunet.phantom.appearance import acquire, render, sample_appearance
 
-GENERATOR_VERSION = 6  # v6: v5's images and labels, plus each case's tissue map (per-patch appearance)
-V2_STREAM = 2  # random stream of everything generator v2 drew: a v3 case keeps its v2 case's pancreas
-V3_STREAM = 3  # what v3 added (the longer field of view)
-V4_STREAM = 4  # what v4 added (metal implants, steatosis, streak strength)
+GENERATOR_VERSION = 6  # cache key of a generated data set: any change to what a case holds needs a new one
+# A case draws from one random stream per concern, seeded with ``(seed, index, stream)``, so that
+# adding draws to one concern moves no draw of another: more field of view or more findings leave
+# the core stream's draws (the pancreas's neighbourhood, the phase, the scanner) as they are, and
+# cases stay comparable.
+CORE_STREAM = 2  # the scan grid, the pancreas's neighbourhood in the core field of view, appearance, scanner
+OUTER_STREAM = 3  # the field of view's extent beyond the core, what lies there, the elastic warp's field
+FINDINGS_STREAM = 4  # incidental findings: metal implants (and their streaks' strength), fatty liver
 SLICE_THICKNESS_MM = (2.0, 2.5, 3.0, 4.0, 5.0)
 CRANIAL_MM = (60.0, 140.0)  # scan end above the pancreas level (mm)
 CAUDAL_MM = (60.0, 260.0)  # scan end below it
@@ -35,7 +39,7 @@ class ScanGrid(NamedTuple):
     in_plane: float  # pixel size
     thickness: float  # acquired slice thickness
     slab: int  # fine slices per acquired slice
-    core_z: np.ndarray  # generator v2's fine z axis, as v2 computed it (inside ``axes[2]``)
+    core_z: np.ndarray  # the core field of view's fine z axis, as :func:`scan_grid` draws it (inside ``axes[2]``)
 
 
 def make_case(seed: int, index: int, lesions: bool = False, phase: str | None = None) -> PhantomCase:
@@ -48,11 +52,11 @@ def make_case(seed: int, index: int, lesions: bool = False, phase: str | None = 
         image, label, affine and the tissue map the image was rendered from (the middle fine
         slice of each acquired slice), from which training can render the case anew per patch.
     """
-    rng, extra = case_streams(seed, index)
-    added = np.random.default_rng([seed, index, V4_STREAM])
-    axes, in_plane, thickness, slab, core_z = scan_grid(rng, extra)
-    anatomy = make_anatomy(axes, rng, extra, core_z, lesions, added)
-    look = sample_appearance(rng, phase, added)
+    rng, outer = case_streams(seed, index)
+    findings = np.random.default_rng([seed, index, FINDINGS_STREAM])
+    axes, in_plane, thickness, slab, core_z = scan_grid(rng, outer)
+    anatomy = make_anatomy(axes, rng, outer, core_z, lesions, findings)
+    look = sample_appearance(rng, phase, findings)
     fine_spacing = (in_plane, in_plane, thickness / slab)
     hu = render(anatomy.tissue, fine_spacing, rng, look)
     image = acquire(hu, fine_spacing, slab, rng, look)
@@ -67,36 +71,36 @@ def make_case(seed: int, index: int, lesions: bool = False, phase: str | None = 
 
 
 def case_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """The first two random streams of case ``index``: generator v2's draws, and what v3 adds (v4's
-    additions have a third, so a v4 case is its v3 case plus metal and the wider HU ranges)."""
-    return np.random.default_rng([seed, index, V2_STREAM]), np.random.default_rng([seed, index, V3_STREAM])
+    """The core and outer random streams of case ``index`` (:data:`CORE_STREAM`, :data:`OUTER_STREAM`),
+    the two that lay out its scan grid; its findings draw from a third (:data:`FINDINGS_STREAM`)."""
+    return np.random.default_rng([seed, index, CORE_STREAM]), np.random.default_rng([seed, index, OUTER_STREAM])
 
 
-def scan_grid(rng: np.random.Generator, extra: np.random.Generator) -> ScanGrid:
+def scan_grid(rng: np.random.Generator, outer: np.random.Generator) -> ScanGrid:
     """Draw one scan's geometry: the fine rendering grid's world axes (mm, RAS), the in-plane pixel
     size, the acquired slice thickness, how many fine slices make one acquired slice (``slab``) and
-    generator v2's fine z axis (its field of view; the same slices as part of the grid's).
+    the core field of view's fine z axis (around the pancreas; the same slices as part of the grid's).
 
-    v2's grid (``rng``) is kept and extended by whole slices to a real scan's extent (``extra``): from
-    the liver dome / lung bases / heart down to the upper abdomen only (pancreas protocol), the lower
-    abdomen (most) or the pelvis; never less than v2's own extent.
+    The core grid (from ``rng``, the core stream) is extended by whole slices to a real scan's extent
+    (from ``outer``): from the liver dome / lung bases / heart down to the upper abdomen only
+    (pancreas protocol), the lower abdomen (most) or the pelvis; never less than the core's own extent.
     """
     in_plane = rng.uniform(1.5, 2.0)
     thickness = float(rng.choice(SLICE_THICKNESS_MM))
     slab = max(1, round(thickness / 1.4))  # fine slices rendered per acquired slice (partial volume)
     half = (rng.uniform(150, 180), rng.uniform(120, 140))
-    v2_range = (-rng.uniform(55, 85), rng.uniform(55, 80))
+    core_range = (-rng.uniform(55, 85), rng.uniform(55, 80))
     shift = rng.uniform(-10, 10, size=3)
-    n_v2 = int((v2_range[1] - v2_range[0]) / thickness)
-    below = max(0, round((v2_range[0] + extra.uniform(*CAUDAL_MM)) / thickness))
-    above = max(0, round((extra.uniform(*CRANIAL_MM) - v2_range[0]) / thickness) - n_v2)
-    fine = (np.arange((below + n_v2 + above) * slab) + 0.5 - below * slab) * thickness / slab
+    n_core = int((core_range[1] - core_range[0]) / thickness)
+    below = max(0, round((core_range[0] + outer.uniform(*CAUDAL_MM)) / thickness))
+    above = max(0, round((outer.uniform(*CRANIAL_MM) - core_range[0]) / thickness) - n_core)
+    fine = (np.arange((below + n_core + above) * slab) + 0.5 - below * slab) * thickness / slab
     axes = (
         np.arange(-half[0], half[0], in_plane) + shift[0],
         np.arange(-half[1], half[1], in_plane) + shift[1],
-        v2_range[0] + shift[2] + fine,
+        core_range[0] + shift[2] + fine,
     )
-    core_z = v2_range[0] + shift[2] + (np.arange(n_v2 * slab) + 0.5) * thickness / slab
+    core_z = core_range[0] + shift[2] + (np.arange(n_core * slab) + 0.5) * thickness / slab
     return ScanGrid(axes, in_plane, thickness, slab, core_z)
 
 

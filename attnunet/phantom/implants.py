@@ -6,7 +6,7 @@ from an earlier operation near the liver hilum. Metal is far denser than bone (c
 the HU range) and the scanner turns it into streaks across the slice (:func:`.appearance.metal_streaks`).
 A model that never met either puts false positives beside it (one trained on phantoms without metal
 marked a pubic bone beside a hip prosthesis as pancreas: docs/explanation/phantom.md). Geometry in world mm, RAS, as in
-:mod:`.skeleton`; every case draws its implants from its own random stream.
+:mod:`.skeleton`; every case draws its implants from its own findings stream (:data:`.case.FINDINGS_STREAM`).
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def paint_psoas(
 ) -> None:
     """Psoas muscles beside the lumbar spine from height ``top``, thickening caudally, over the pelvic
     brim to the groin. ``upper``: per side (right, left) the offsets from the vertebral body centre
-    (x, y; mm) at the top and at L4, as generator v2 drew them."""
+    (x, y; mm) at the top and at L4, drawn from the core stream (:func:`~.anatomy.paint_trunk`)."""
     u = rng.uniform
     full = 6 + 18 * np.clip((top - body.z_bif) / 110, 0, 1)
     hw, hy = body.hip
@@ -127,10 +127,11 @@ def paint_ureters(
 def paint_colon(
     cv: Canvas, rng: np.random.Generator, body: Body, middle: list[Point], radius: float, content: Tissue
 ) -> None:
-    """The colon: caecum in the right iliac fossa, then ``middle`` (generator v2's colon: ascending
-    colon, hepatic flexure, transverse colon, splenic flexure, descending colon; its ``radius`` and
-    ``content``), on to the left iliac fossa, the sigmoid loop and the rectum in front of the sacrum;
-    caecum, sigmoid and rectum draw their own calibre and content."""
+    """The colon: caecum in the right iliac fossa, then ``middle`` (the colon around the core field of
+    view, laid out by the core stream: ascending colon, hepatic flexure, transverse colon, splenic
+    flexure, descending colon; its ``radius`` and ``content``), on to the left iliac fossa, the
+    sigmoid loop and the rectum in front of the sacrum; caecum, sigmoid and rectum draw their own
+    calibre and content."""
     u = rng.uniform
     xs, ys, ai = body.xs, body.ys, body.ai
     sig_y = min(ys + u(40, 70), body.front - radius - 5)
@@ -206,7 +207,8 @@ def paint_mesentery(
 
 def paint_fat_stranding(cv: Canvas, rng: np.random.Generator, body: Body, z_lo: float, z_hi: float) -> None:
     """Thin vessels, lymphatics and septa in the visceral fat between ``z_lo`` and ``z_hi``, at the
-    density generator v2 drew over its field of view (partial volume: -80..0 HU, as a fatty gland)."""
+    density the core field of view has (:func:`~.upper_abdomen.paint_bowel`), so the stranding does not
+    stop at its edges (partial volume: -80..0 HU, as a fatty gland)."""
     u = rng.uniform
     for _ in range(int(u(40, 90) * max(z_hi - z_lo, 0) / 140)):
         start = (body.cx + u(-0.85, 0.85) * body.ai, u(body.ys, body.cy + body.bi * 0.9), u(z_lo, z_hi))

@@ -18,23 +18,24 @@ from attnunet.phantom.canvas import Canvas, Tissue, resample
 
 T = Tissue
 RIB_ON = (T.MUSCLE, T.VISCERAL_FAT, T.SUBCUTANEOUS_FAT)
-DISC_PITCH = 35.0  # mm from one intervertebral disc to the next (generator v2's spacing)
+DISC_PITCH = 35.0  # mm from one intervertebral disc to the next (one vertebral level)
 
 
 @dataclass
 class Spine:
-    """Sizes (mm) of the vertebral column and back muscles, drawn as generator v2 drew them."""
+    """Sizes (mm) of the vertebral column and back muscles, drawn from the core stream."""
 
     back: list[tuple[float, float, float, float]]  # per side (right, left): x, y offsets (behind), radii
     cortex: tuple[float, float]  # vertebral body radii (x, y)
     marrow: tuple[float, float]
     posterior: tuple[float, float]  # posterior elements, centred 30 mm behind the body
     canal: tuple[float, float]
-    discs: dict[float, float]  # height of each disc of v2's field of view -> its half-thickness
+    discs: dict[float, float]  # height of each disc of the core field of view -> its half-thickness
 
 
 def draw_spine(rng: np.random.Generator, zlo: float, zhi: float) -> Spine:
-    """Spine sizes and the discs between ``zlo`` and ``zhi`` (mm), in generator v2's order of draws."""
+    """Spine sizes and the discs between ``zlo`` and ``zhi`` (mm), from the core stream ``rng`` in a
+    fixed order of draws (:func:`~.anatomy.paint_trunk` passes the core field of view)."""
     u = rng.uniform
     back = [(u(30, 38), u(38, 45), u(24, 30), u(20, 26)) for _ in (1, -1)]
     cortex, marrow = (u(19, 23), u(16, 19)), (u(15, 18), u(12, 15))

@@ -93,7 +93,7 @@ def loop_content(rng: np.random.Generator) -> Tissue:
 def paint_bowel(
     cv: Canvas,
     rng: np.random.Generator,
-    extra: np.random.Generator,
+    outer: np.random.Generator,
     body: Body,
     aorta: Aorta,
     organs: SolidOrgans,
@@ -103,7 +103,7 @@ def paint_bowel(
     """Colon, bladder, ureters and bowel loops, mesenteric vessels, fat stranding and lymph nodes.
 
     ``rng`` lays out what lies within ``core`` (the z range, mm, around the gland whose neck is at
-    ``neck_z``); ``extra`` what :mod:`~.lower_abdomen` paints beyond it. Returns the ileocaecal
+    ``neck_z``); ``outer`` what :mod:`~.lower_abdomen` paints beyond it. Returns the ileocaecal
     region (mm), where the mesenteric vessels end.
     """
     u = rng.uniform
@@ -120,14 +120,14 @@ def paint_bowel(
         (xs - ai * u(0.6, 0.75), ys + u(10, 30), core_lo - 20),
     ]
     colon_fill = T.STOOL if rng.random() < 0.6 else T.GAS
-    bladder = lower_abdomen.paint_pelvic_organs(cv, extra, body)
-    lower_abdomen.paint_colon(cv, extra, body, colon, colon_r, colon_fill)
-    lower_abdomen.paint_ureters(cv, extra, body, organs.kidneys, bladder)
+    bladder = lower_abdomen.paint_pelvic_organs(cv, outer, body)
+    lower_abdomen.paint_colon(cv, outer, body, colon, colon_r, colon_fill)
+    lower_abdomen.paint_ureters(cv, outer, body, organs.kidneys, bladder)
     for _ in range(int(rng.integers(18, 32))):
         start = (cx + u(-0.75, 0.55) * ai, u(ya + 15, cy + bi * 0.8), u(core_lo - 10, neck_z + 15))
         loop = random_walk(rng, start, int(rng.integers(6, 16)), 7.0, u(0.6, 0.85))
         cv.tube(loop, u(7, 12), T.BOWEL_WALL, loop_content(rng), wall_mm=u(2, 3.5), on=FAT)
-    lower_abdomen.paint_small_bowel(cv, extra, body, core_lo + 10, zlo - 10)
+    lower_abdomen.paint_small_bowel(cv, outer, body, core_lo + 10, zlo - 10)
     # Mesenteric vessels fanning out anteriorly and caudally from the SMA/SMV.
     for _ in range(int(rng.integers(10, 24))):
         start = (xa + u(0, 25), ya + u(15, 30), neck_z - u(10, 60))
@@ -144,17 +144,17 @@ def paint_bowel(
     for _ in range(int(rng.integers(4, 14))):
         c = (xa + u(-40, 50), ya + u(0, 60), neck_z + u(-50, 20))
         cv.ellipsoid(c, (u(3, 7), u(3, 6), u(4, 9)), T.BOWEL_WALL, on=FAT)
-    ileocaecal = np.array([xs + ai * extra.uniform(0.2, 0.35), ys + extra.uniform(40, 60), body.z_crest - 20])
-    lower_abdomen.paint_mesentery(cv, extra, body, ((xa + 5, ya + 30, core_lo - 20), ileocaecal), core_lo, zlo)
-    lower_abdomen.paint_fat_stranding(cv, extra, body, zlo, core_lo)
-    lower_abdomen.paint_fat_stranding(cv, extra, body, core_hi, zhi)
+    ileocaecal = np.array([xs + ai * outer.uniform(0.2, 0.35), ys + outer.uniform(40, 60), body.z_crest - 20])
+    lower_abdomen.paint_mesentery(cv, outer, body, ((xa + 5, ya + 30, core_lo - 20), ileocaecal), core_lo, zlo)
+    lower_abdomen.paint_fat_stranding(cv, outer, body, zlo, core_lo)
+    lower_abdomen.paint_fat_stranding(cv, outer, body, core_hi, zhi)
     return ileocaecal
 
 
 def paint_stomach_and_duodenum(
     cv: Canvas,
     rng: np.random.Generator,
-    extra: np.random.Generator,
+    outer: np.random.Generator,
     body: Body,
     aorta: Aorta,
     dome: thorax.Dome,
@@ -176,9 +176,9 @@ def paint_stomach_and_duodenum(
         box, inner = cv.hollow(stomach_c, stomach_r, stomach_wall, T.BOWEL_WALL, fill, on=stomach_on)
         level = stomach_c[1] + stomach_r[1] * u(-0.2, 0.9)  # air-fluid level: gas rises anteriorly (supine)
         cv.paint(box, inner & (cv.local(box)[1] > level), T.GAS)
-        thorax.paint_fundus(cv, extra, dome, stomach_c, stomach_r, stomach_wall, fill)
+        thorax.paint_fundus(cv, outer, dome, stomach_c, stomach_r, stomach_wall, fill)
     cardia = stomach_c + [stomach_r[0] * 0.3, -stomach_r[1] * 0.2, stomach_r[2] * 0.7]
-    thorax.paint_oesophagus(cv, extra, aorta, cardia, float(cv.axes[2][-1]))
+    thorax.paint_oesophagus(cv, outer, aorta, cardia, float(cv.axes[2][-1]))
     pylorus = np.array([xs + u(5, 20), stomach_c[1] - u(0, 10), neck[2] + u(10, 22)])
     cv.tube([stomach_c + [stomach_r[0] * 0.5, 0, -10], pylorus], u(10, 14), T.BOWEL_WALL, loop_content(rng), on=FAT)
     d_r = u(9, 13)
