@@ -28,7 +28,7 @@ def cases() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 def coarse_anatomy(seed: int, z: tuple[float, float] = (-70, 70)) -> object:
     """An anatomy on a 2.5 mm grid: same shapes and relations as a full case, quicker to draw
-    (generator v2's part laid out over z -70..70 mm, as in its own field of view)."""
+    (the core field of view, z -70..70 mm, laid out on its own)."""
     axes = (np.arange(-170, 170, 2.5), np.arange(-130, 130, 2.5), np.arange(z[0], z[1], 2.5))
     core_z = np.arange(-70, 70, 2.5)
     return make_anatomy(axes, np.random.default_rng(seed), np.random.default_rng(seed + 1000), core_z)
@@ -258,7 +258,7 @@ def test_field_of_view_runs_from_the_lung_bases_to_the_pelvis() -> None:
             axes, _, _, _, core_z = scan_grid(*case_streams(seed, index))
             ends.append((axes[2][0], axes[2][-1]))
             k = int(np.argmin(np.abs(axes[2] - core_z[0])))
-            np.testing.assert_allclose(axes[2][k : k + len(core_z)], core_z)  # a v3 scan holds its v2 scan
+            np.testing.assert_allclose(axes[2][k : k + len(core_z)], core_z)  # the scan holds the core grid
     low, high = np.array(ends).T
     assert (low >= FULL_Z[0]).all() and (low <= -CAUDAL_MM[0] + 10).all()
     assert (high >= CRANIAL_MM[0] - 15).all() and (high <= FULL_Z[1]).all()  # whole slices: up to 5 mm less
@@ -323,18 +323,19 @@ def test_body_is_closed_in_every_slice(whole_trunks, pelvic_case) -> None:
 
 
 @pytest.mark.parametrize("seed, index", [(0, 0), (0, 167), (0, 213), (1, 4)])
-def test_longer_field_of_view_keeps_generator_v2s_draws(seed: int, index: int) -> None:
-    """The pancreas neighbourhood is generator v2's: on its real grid (``scan_grid``) a case draws the
-    same from v2's stream as on v2's own grid, so it has the same gland and the same appearance after
-    it. (0, 167) and (0, 213): v2's warp field size differs when computed on the v3 grid's z axis.
-    Not so where v2's grid clipped the gland (e.g. (0, 141): its lobules are drawn over a taller box)."""
+def test_longer_field_of_view_keeps_the_core_draws(seed: int, index: int) -> None:
+    """The pancreas neighbourhood comes from the core stream alone: on the whole scan grid
+    (``scan_grid``) a case draws the same from it as on the core grid only, so the field of view never
+    changes the gland or the appearance drawn after it. (0, 167) and (0, 213): the warp field's size
+    differs between the two z axes. Not so where the core grid clips the gland (e.g. (0, 141): its
+    lobules are drawn over a taller box)."""
     drawn = []
-    for v3 in (False, True):
-        rng, extra = case_streams(seed, index)
-        grid = scan_grid(rng, extra)
-        axes = grid.axes if v3 else (*grid.axes[:2], grid.core_z)
-        assert len(axes[2]) > len(grid.core_z) or not v3
-        anatomy = make_anatomy(axes, rng, extra, grid.core_z)
+    for whole_scan in (False, True):
+        rng, outer = case_streams(seed, index)
+        grid = scan_grid(rng, outer)
+        axes = grid.axes if whole_scan else (*grid.axes[:2], grid.core_z)
+        assert len(axes[2]) > len(grid.core_z) or not whole_scan
+        anatomy = make_anatomy(axes, rng, outer, grid.core_z)
         drawn.append((anatomy.centerline, rng.bit_generator.state, sample_appearance(rng)["mean"]))
     np.testing.assert_array_equal(drawn[0][0], drawn[1][0])
     assert drawn[0][1] == drawn[1][1]
@@ -372,7 +373,7 @@ def test_acquire_renders_metal_dense_and_streaked() -> None:
 
 
 def test_implants_are_metal_where_they_belong(monkeypatch) -> None:
-    """Generator v4's implants, all forced on: a hip prosthesis in the femoral head region, pedicle
+    """Implants, all forced on: a hip prosthesis in the femoral head region, pedicle
     screws and rods in the lumbar spine, clips near the liver hilum, all in metal HU classes."""
     monkeypatch.setattr(implants, "HIP_PROSTHESIS_PROBABILITY", 1.0)
     monkeypatch.setattr(implants, "SPINAL_FIXATION_PROBABILITY", 1.0)
