@@ -26,32 +26,55 @@ def test_a_consistent_gain_is_resolved_and_its_mean_is_the_table_mean() -> None:
     d = paired_difference(table)
     assert d.mean == pytest.approx(table.mean())
     assert 0 < d.low < d.mean < d.high
-    assert d.resolved
-    assert paired_difference(table) == d  # fixed bootstrap seed: reproducible
+    assert d.resolved and (d.seeds, d.cases, d.dropped_cases) == (3, 6, 0)
+    assert d.per_seed == pytest.approx(table.mean(axis=1))
 
 
-def test_noise_around_zero_is_not_resolved_and_nan_cells_are_left_out() -> None:
+def test_noise_around_zero_is_not_resolved_and_undefined_cases_are_dropped() -> None:
     rng = np.random.default_rng(2)
     table = rng.normal(0, 0.05, size=(3, 6))
     table -= table.mean()
     d = paired_difference(table)
     assert d.low < 0 < d.high and not d.resolved
     with_nan = table.copy()
-    with_nan[0, 0] = np.nan
-    assert np.isfinite(paired_difference(with_nan).mean)
+    with_nan[0, 0] = np.nan  # e.g. precision of an empty prediction: the case leaves every seed
+    dropped = paired_difference(with_nan)
+    assert (dropped.cases, dropped.dropped_cases) == (5, 1)
+    assert dropped.mean == pytest.approx(table[:, 1:].mean())
     assert np.isnan(paired_difference(np.full((2, 3), np.nan)).mean)
 
 
-def test_one_lucky_seed_widens_the_interval() -> None:
-    """Seeds are redrawn too: a gain carried by one seed alone gives a wider interval than the
-    same mean gain spread over every seed."""
-    spread = np.full((3, 6), 0.02)
+def test_too_few_seeds_or_cases_give_no_interval() -> None:
+    for table in ([[0.01]], [[0.01, 0.02, 0.03]], [[0.01], [0.02]]):
+        d = paired_difference(np.array(table))
+        assert np.isnan(d.low) and not d.resolved and d.text().endswith("[n/a]")
+
+
+def test_one_lucky_seed_is_not_a_resolved_gain() -> None:
+    """Seed variation counts: a gain carried by one seed alone is not resolved, while the same mean
+    gain on every seed and case is."""
     one_seed = np.zeros((3, 6))
     one_seed[0] = 0.06
-    wide, narrow = paired_difference(one_seed), paired_difference(spread)
-    assert wide.mean == pytest.approx(narrow.mean)
-    assert (wide.high - wide.low) > 5 * (narrow.high - narrow.low)
-    assert not wide.resolved or wide.low < narrow.low
+    every_seed = np.full((3, 6), 0.02)
+    lucky, steady = paired_difference(one_seed), paired_difference(every_seed)
+    assert lucky.mean == pytest.approx(steady.mean)
+    assert not lucky.resolved and steady.resolved
+    assert lucky.per_seed == pytest.approx((0.06, 0.0, 0.0))
+
+
+@pytest.mark.parametrize("seed_sd, case_sd, residual_sd", [(1.0, 0.2, 0.2), (0.2, 1.0, 0.2), (0.0, 0.0, 1.0)])
+def test_the_interval_holds_a_zero_difference_about_as_often_as_it_says(
+    seed_sd: float, case_sd: float, residual_sd: float
+) -> None:
+    """3 seeds x 6 cases with no true difference: the 95% interval holds 0 in at least 90% of tables
+    (a bootstrap redrawing seeds and cases held it in 79% when seeds dominate)."""
+    rng = np.random.default_rng(7)
+    held = []
+    for _ in range(400):
+        table = rng.normal(0, seed_sd, (3, 1)) + rng.normal(0, case_sd, (1, 6)) + rng.normal(0, residual_sd, (3, 6))
+        d = paired_difference(table)
+        held.append(d.low <= 0 <= d.high)
+    assert np.mean(held) >= 0.9
 
 
 def _run(variant: str, seed: int, dice: list[float], gates: dict | None = None) -> dict:
@@ -71,15 +94,26 @@ def _run(variant: str, seed: int, dice: list[float], gates: dict | None = None) 
 
 
 def test_paired_to_the_unet_pairs_by_seed_and_case() -> None:
-    base = [0.5, 0.6, 0.7, 0.4]
-    runs = [_run("unet", s, [b + 0.01 * s for b in base]) for s in (1, 2, 3)]
-    runs += [_run("attention_unet", s, [b + 0.01 * s + 0.05 for b in base]) for s in (1, 2, 3)]
+    """Every cell of the variant is its U-Net cell + 0.05: only a correct pairing (same seed, same case,
+    whatever order the runs and cases come in) gives a zero-width interval."""
+    rng = np.random.default_rng(3)
+    base = {s: list(rng.uniform(0.3, 0.8, 4)) for s in (1, 2, 3)}
+    runs = [_run("unet", s, base[s]) for s in (1, 2, 3)]
+    runs += [_run("attention_unet", s, [b + 0.05 for b in base[s]]) for s in (3, 1, 2)]
+    for run in runs[3:]:
+        run["cases"] = dict(reversed(run["cases"].items()))
     runs.append(_run("attention_unet", 4, [0.0] * 4))  # no U-Net with seed 4: not paired
     (row,) = paired_to_reference(runs)
     assert row["variant"] == "attention_unet" and row["seeds"] == [1, 2, 3] and row["cases"] == 4
-    assert row["dice"].mean == pytest.approx(0.05)
-    assert row["dice"].resolved and row["hd95_mm"].mean == pytest.approx(-0.5)
+    assert (row["dice"].low, row["dice"].mean, row["dice"].high) == pytest.approx((0.05, 0.05, 0.05))
+    assert row["hd95_mm"].mean == pytest.approx(-0.5)
     assert paired_to_reference([r for r in runs if r["variant"] != "unet"]) == []
+
+
+def test_sd_over_seeds_is_the_sample_sd() -> None:
+    runs = [_run("unet", s, [d]) for s, d in ((1, 0.5), (2, 0.6), (3, 0.7))]
+    (row,) = summarise_variants(runs)
+    assert row["dice"] == pytest.approx((0.6, 0.1))  # ddof 1; the population SD would be 0.082
 
 
 def test_report_text_marks_what_is_resolved_and_what_is_not() -> None:
@@ -92,6 +126,7 @@ def test_report_text_marks_what_is_resolved_and_what_is_not() -> None:
     runs += [_run("attention_unet_gated", s, [0.6, 0.7, 0.8], gates) for s in (1, 2, 3)]
     text = markdown(len(runs), "val", summarise_variants(runs), paired_to_reference(runs), None)
     assert "| unet | 3 |" in text and "## Paired difference to unet" in text
+    assert "| attention_unet_gated | 3 x 3 |" in text and "+0.100, +0.100, +0.100 |" in text
     assert "- attention_unet_gated against unet: better Dice, recall, precision, HD95 (mm)." in text
     assert "**+0.100 [+0.100, +0.100]**" in text
     assert "- attention_unet against unet: " in text and "not resolved: Dice" in text

@@ -5,12 +5,12 @@ and budget; :class:`AblationReport` (a Hydra callback) then scores each run's be
 validation split with the evaluate code path and writes into the sweep folder:
 
 - ``report.md`` / ``report.json``: per variant mean ± SD over seeds; per variant the paired
-  difference to the U-Net (same seeds, same cases) with a bootstrap interval over seeds and cases
-  (:mod:`attnunet.evaluation.paired`); per gate the attention contrast
+  difference to the U-Net (same seeds, same cases) with an interval that counts seed and case
+  variation (:mod:`attnunet.evaluation.paired`); per gate the attention contrast
   (:mod:`attnunet.evaluation.attention_contrast`) on the validation cases and, when given, on a
   real CT with its organ mask;
-- ``report.png``: the scores; ``report_attention.png``: the real CT's slice through the organ, one
-  row per variant (its first seed): CT, prediction and every gate's alpha.
+- ``report.png``: the scores; ``report_attention.png``: the real CT's fullest organ slice, one row
+  per variant (its lowest seed): CT, prediction with the organ outlined and every gate's alpha.
 
 ``python -m attnunet.evaluation.ablation <sweep dir> [--real-ct IMAGE MASK]`` redoes the report.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,12 @@ from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from attnunet.config_resolvers import register_resolvers
+from attnunet.errors import AttnUNetError
 from attnunet.evaluation.ablation_text import markdown
-from attnunet.evaluation.attention_contrast import contrast_columns, gate_means
+from attnunet.evaluation.attention_contrast import RealCase, contrast_columns, gate_means
 from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.evaluation.paired import paired_difference
-from attnunet.evaluation.report import read_label_map
+from attnunet.evaluation.report import LabelMap, on_reference_grid, read_label_map
 from attnunet.inference.checkpoint import load_checkpoint
 from attnunet.inference.predictor import Predictor, PredictorSettings
 from attnunet.inference.preview import render_preview, save_png
@@ -49,15 +49,9 @@ REPORTED = ("dice", "recall", "precision", "hd95_mm")
 REFERENCE_VARIANT = "unet"
 
 
-@dataclass(frozen=True)
-class RealCase:
-    """A real CT and a boolean organ mask on its grid (the gates' attention contrast is read there)."""
-
-    image: Path
-    mask: Path
-
-
-def score_run(job_dir: Path, split: str, tolerance_mm: float, real: RealCase | None) -> tuple[dict[str, Any], Any]:
+def score_run(
+    job_dir: Path, split: str, tolerance_mm: float, real: RealCase | None
+) -> tuple[dict[str, Any], np.ndarray | None]:
     """One job's variant, seed, parameters, seconds per epoch, mean and per-case metrics, and per
     gate the mean alpha inside the organ and over the body (validation cases and ``real``).
     Also returns the picture row of ``real`` (:func:`render_preview`; None without ``real``)."""
@@ -89,7 +83,10 @@ def score_run(job_dir: Path, split: str, tolerance_mm: float, real: RealCase | N
             gate: {"organ": inside, "body": body, "contrast": inside / body if body > 0 else float("nan")}
             for gate, (inside, body) in gate_means(prediction, organ, mask, real.image, real.mask).items()
         }
-        focus = organ if organ.shape == prediction.labels.shape else None
+        # The mask onto the prediction's grid (refused if it is another grid), so the picture's slice
+        # and outline are the organ's whatever axis order or direction the mask was stored in.
+        grid = LabelMap(prediction.labels, prediction.input_affine, ())
+        focus = on_reference_grid(organ, mask.affine, real.mask, grid, real.image)
         window = model.preprocessing.intensity_window
         picture = render_preview(prediction.input_hu, prediction, window, focus, name=f"{variant} seed {seed}")
     return run, picture
@@ -110,10 +107,11 @@ def _seconds_per_epoch(log_dir: Path) -> float:
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample SD (ddof 1: a few seeds) of the finite values; NaN where undefined."""
     array = np.array(values, dtype=float)
-    if not np.isfinite(array).any():
-        return float("nan"), float("nan")
-    return float(np.nanmean(array)), float(np.nanstd(array))
+    array = array[np.isfinite(array)]
+    mean = float(array.mean()) if array.size else float("nan")
+    return mean, float(array.std(ddof=1)) if array.size > 1 else float("nan")
 
 
 def summarise_variants(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -137,21 +135,27 @@ def summarise_variants(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def paired_to_reference(runs: list[dict[str, Any]], reference: str = REFERENCE_VARIANT) -> list[dict[str, Any]]:
-    """Per variant other than ``reference``: per metric the mean ``variant - reference`` over the
-    seeds both ran and the cases both scored, with its 95% interval (empty without ``reference``)."""
+    """Per variant other than ``reference`` and per label: per metric the mean ``variant -
+    reference`` over the seeds both ran and the cases both scored, with its 95% interval
+    (:func:`~attnunet.evaluation.paired.paired_difference`); empty without ``reference``."""
     by_key = {(r["variant"], r["seed"]): r for r in runs}
     out = []
     for variant in dict.fromkeys(r["variant"] for r in runs if r["variant"] != reference):
         seeds = sorted(s for (v, s) in by_key if v == variant and (reference, s) in by_key)
         if not seeds:
             continue
-        cases = sorted(set.intersection(*(set(by_key[(v, s)]["cases"]) for s in seeds for v in (variant, reference))))
-        row: dict[str, Any] = {"variant": variant, "seeds": seeds, "cases": len(cases)}
-        for metric in REPORTED:
-            mine = np.array([[by_key[(variant, s)]["cases"][c][metric] for c in cases] for s in seeds], dtype=float)
-            theirs = np.array([[by_key[(reference, s)]["cases"][c][metric] for c in cases] for s in seeds], dtype=float)
-            row[metric] = paired_difference(mine - theirs)
-        out.append(row)
+        scored = [set(by_key[(v, s)]["cases"]) for s in seeds for v in (variant, reference)]
+        keys = sorted(set.intersection(*scored))
+        for label in dict.fromkeys(key.rsplit("/", 1)[1] for key in keys):
+            cases = [key for key in keys if key.rsplit("/", 1)[1] == label]
+            row: dict[str, Any] = {"variant": variant, "label": label, "seeds": seeds, "cases": len(cases)}
+            for metric in REPORTED:
+                mine, theirs = (
+                    np.array([[by_key[(v, s)]["cases"][c][metric] for c in cases] for s in seeds], dtype=float)
+                    for v in (variant, reference)
+                )
+                row[metric] = paired_difference(mine - theirs)
+            out.append(row)
     return out
 
 
@@ -161,7 +165,9 @@ def write_ablation_report(
     """Score every finished job under ``sweep_dir``; write ``report.md/.json/.png`` (and
     ``report_attention.png`` with ``real``); return the .md path."""
     sweep_dir = Path(sweep_dir)
-    jobs = sorted(p.parent.parent for p in sweep_dir.glob("*/checkpoints/best.ckpt"))
+    jobs = sorted((p.parent.parent for p in sweep_dir.glob("*/checkpoints/best.ckpt")), key=_job_order)
+    if not jobs:
+        raise AttnUNetError("no finished run (no <job>/checkpoints/best.ckpt) to report on", sweep_dir)
     scored = [score_run(job, split, tolerance_mm, real) for job in jobs]
     runs = [run for run, _ in scored]
     table = summarise_variants(runs)
@@ -176,13 +182,19 @@ def write_ablation_report(
     write_text_atomically(sweep_dir / "report.json", json.dumps(report, indent=2))
     plot(table, sweep_dir / "report.png")
     if real is not None:
-        first_seed = {}
+        lowest_seed: dict[str, tuple[int, np.ndarray]] = {}
         for run, picture in scored:
-            first_seed.setdefault(run["variant"], picture)
-        save_png(overlays.stack(list(first_seed.values())), sweep_dir / "report_attention.png")
+            if picture is not None and run["seed"] < lowest_seed.get(run["variant"], (np.inf, None))[0]:
+                lowest_seed[run["variant"]] = (run["seed"], picture)
+        save_png(overlays.stack([p for _, p in lowest_seed.values()]), sweep_dir / "report_attention.png")
     text = markdown(len(runs), split, table, paired, real)
     write_text_atomically(sweep_dir / "report.md", text)
     return sweep_dir / "report.md"
+
+
+def _job_order(job_dir: Path) -> tuple[int, str]:
+    """Hydra's job folders 0, 1, ..., 10 in numeric order (other names after them)."""
+    return (int(job_dir.name), "") if job_dir.name.isdigit() else (1 << 30, job_dir.name)
 
 
 def plot(table: list[dict[str, Any]], path: Path) -> None:
@@ -197,10 +209,10 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(2 + 1.6 * len(table), 3.6))
     for i, m in enumerate(metrics):
         means = [r[m][0] for r in table]
-        stds = [r[m][1] for r in table]
+        stds = [np.nan_to_num(r[m][1]) for r in table]
         ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=m)
     ax.set_xticks(x, [r["variant"] for r in table])
-    low = min(r[m][0] - r[m][1] for r in table for m in metrics)
+    low = min(r[m][0] - np.nan_to_num(r[m][1]) for r in table for m in metrics)
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
     ax.set_ylabel("validation score (mean ± SD over seeds)")
     ax.legend(loc="lower right")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from attnunet.evaluation.attention_contrast import RealCase
+
 METRIC_NAMES = {"dice": "Dice", "recall": "recall", "precision": "precision", "hd95_mm": "HD95 (mm)"}
 CONTRAST_NOTE = (
     "Attention contrast: mean alpha inside the organ / mean alpha over the body (voxels above -500 HU), "
@@ -12,7 +16,9 @@ CONTRAST_NOTE = (
 
 
 def _pm(pair: tuple[float, float], digits: int = 3) -> str:
-    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+    """``mean ± SD``; ``mean`` alone where the SD is undefined (one seed)."""
+    mean, sd = pair
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if np.isfinite(sd) else "")
 
 
 def scores_table(table: list[dict[str, Any]]) -> str:
@@ -27,23 +33,28 @@ def scores_table(table: list[dict[str, Any]]) -> str:
 
 
 def paired_table(paired: list[dict[str, Any]]) -> str:
-    """Per variant the mean difference to the U-Net [95% interval]; bold where the interval excludes 0."""
+    """Per variant (and label, when there are several) the mean difference to the U-Net with its 95%
+    interval, bold where the interval excludes 0, and the Dice difference of each seed."""
+    labels = len({p["label"] for p in paired}) > 1
     lines = [
-        "| variant | seeds x cases | " + " | ".join(METRIC_NAMES.values()) + " |",
-        "| --- | ---: | " + " | ".join("---:" for _ in METRIC_NAMES) + " |",
+        "| variant | seeds x cases | " + " | ".join(METRIC_NAMES.values()) + " | Dice, per seed |",
+        "| --- | ---: | " + " | ".join("---:" for _ in METRIC_NAMES) + " | ---: |",
     ]
     for p in paired:
         cells = []
         for metric in METRIC_NAMES:
             d = p[metric]
             text = d.text(1 if metric == "hd95_mm" else 3)
-            cells.append(f"**{text}**" if d.resolved else text)
-        lines.append(f"| {p['variant']} | {len(p['seeds'])} x {p['cases']} | " + " | ".join(cells) + " |")
+            text = f"**{text}**" if d.resolved else text
+            cells.append(text + (f" ({d.cases} cases)" if d.dropped_cases else ""))
+        per_seed = ", ".join(f"{v:+.3f}" for v in p["dice"].per_seed)
+        name = f"{p['variant']} ({p['label']})" if labels else p["variant"]
+        lines.append(f"| {name} | {len(p['seeds'])} x {p['cases']} | " + " | ".join(cells) + f" | {per_seed} |")
     return "\n".join(lines)
 
 
 def verdicts(paired: list[dict[str, Any]]) -> str:
-    """One sentence per variant: which differences are resolved and which are not."""
+    """One line per variant: where the interval excludes 0 (better or worse), where it does not."""
     out = []
     for p in paired:
         better = [METRIC_NAMES[m] for m in METRIC_NAMES if p[m].resolved and _improves(m, p[m].mean)]
@@ -76,14 +87,18 @@ def attention_table(table: list[dict[str, Any]], real: bool) -> str:
     return "\n".join(lines)
 
 
-def markdown(runs: int, split: str, table: list[dict[str, Any]], paired: list[dict[str, Any]], real: Any) -> str:
+def markdown(
+    runs: int, split: str, table: list[dict[str, Any]], paired: list[dict[str, Any]], real: RealCase | None
+) -> str:
     """The whole report."""
     parts = [f"# Ablation ({runs} runs, {split} split)", "## Scores (mean ± SD over seeds)", scores_table(table)]
     if paired:
         parts += [
             "## Paired difference to unet",
-            "Same seeds, same cases; 95% interval from a bootstrap that redraws seeds and cases; "
-            "**bold**: the interval excludes 0 (resolved).",
+            "Same seeds, same cases. 95% interval, approximate: t interval whose variance counts seed and "
+            "case variation (seeds x cases layout, Satterthwaite degrees of freedom); n/a below 2 seeds or 2 "
+            "cases. **Bold**: the interval excludes 0 (resolved). Several metrics and variants are compared "
+            "without adjustment: read a single bold figure with care.",
             paired_table(paired),
             verdicts(paired),
         ]
@@ -92,7 +107,7 @@ def markdown(runs: int, split: str, table: list[dict[str, Any]], paired: list[di
         if real is None:
             parts.append("No real CT given (`real_image` / `real_mask`, or `--real-ct`): phantoms only.")
         else:
-            parts.append(f"Real CT: `{real.image.name}`, organ mask `{real.mask.name}`.")
-            parts.append("![gates on the real CT, first seed of each variant](report_attention.png)")
+            parts.append(f"Real CT: `{real.image.name}`, organ mask `{real.mask.name}` (alpha against that mask).")
+            parts.append("![gates on the real CT, lowest seed of each variant](report_attention.png)")
     parts.append("![scores](report.png)")
     return "\n\n".join(parts) + "\n"

@@ -2,15 +2,16 @@
 
 The "attention contrast" of a gate on one case is ``mean alpha over the organ / mean alpha over the
 body``: 1 means the gate passes the organ's skip features no more than any other body voxel's; a
-gate concentrating on the organ scores well above 1. The body is every voxel above
-:data:`BODY_HU`, so the air around a patient (where the network never runs, alpha 0) does not
-inflate the figure. The training callback logs a related scalar on validation patches
-(:class:`~attnunet.training.callbacks.AttentionMapLogger`); this one scores whole volumes after
-the same inference as ``attnunet-infer``.
+gate concentrating on the organ scores well above 1. The body is every voxel above :data:`BODY_HU`
+inside the region the network ran on (the body crop), so the air and couch around a patient (where
+the network never runs, alpha 0) do not inflate the figure. The training callback logs a related
+scalar on validation patches (:class:`~attnunet.training.callbacks.AttentionMapLogger`); this one
+scores whole volumes after the same inference as ``attnunet-infer``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,14 @@ from attnunet.evaluation.report import LabelMap, on_reference_grid
 from attnunet.inference.predictor import Prediction
 
 BODY_HU = -500.0  # fat is about -100 HU and lung about -850: this keeps soft tissue and fat, drops air
+
+
+@dataclass(frozen=True)
+class RealCase:
+    """A real CT and an organ mask (nonzero: the organ) on its grid, to read the gates' contrast on."""
+
+    image: Path
+    mask: Path
 
 
 def gate_means(
@@ -35,7 +44,12 @@ def gate_means(
     if prediction.input_hu is None:
         raise ValueError("gate_means needs the input volume: predict with keep_input=True")
     affine = prediction.input_affine
-    body = on_reference_grid(prediction.input_hu > BODY_HU, affine, image_path, reference, ref_path)
+    body_on_input = prediction.input_hu > BODY_HU
+    if prediction.network_box is not None:  # only where the network ran (the couch and air cut off)
+        ran = np.zeros(body_on_input.shape, dtype=bool)
+        ran[prediction.network_box] = True
+        body_on_input &= ran
+    body = on_reference_grid(body_on_input, affine, image_path, reference, ref_path)
     means = {}
     for gate in prediction.attention:
         alpha = on_reference_grid(prediction.alpha(gate), affine, image_path, reference, ref_path)
