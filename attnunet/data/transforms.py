@@ -171,7 +171,7 @@ def all_finite(volume: torch.Tensor) -> bool:
     """Whether no voxel is NaN or infinite. Any NaN or Inf makes the sum non-finite, so a finite
     sum, one fast reduction, settles it; only a non-finite one, which can also come from overflow,
     is checked voxel by voxel (``torch.isfinite``, much slower:
-    docs/results.md#what-each-choice-on-the-inference-path-buys)."""
+    docs/explanation/inference-path.md#what-each-choice-buys-measured)."""
     return bool(torch.isfinite(volume.sum())) or bool(torch.isfinite(volume).all())
 
 

@@ -32,7 +32,7 @@ def keep_largest_component(labels: torch.Tensor, applied: Sequence[int]) -> torc
     Written by hand rather than with MONAI's ``KeepLargestConnectedComponent``, which labels and
     counts over the whole volume: here the labelling runs only inside the label's bounding box, a
     small part of a full CT, and inference applies it by default
-    (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    (docs/explanation/inference-path.md#what-each-choice-buys-measured).
     """
     if not applied:
         return labels

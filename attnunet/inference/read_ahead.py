@@ -20,7 +20,7 @@ def read_ahead(predictor: Predictor, paths: Sequence[Path]) -> Iterator[Callable
     resampling) overlaps the network and the writes of the case before; at most one read case
     waits. When the network runs on the CPU it already keeps every core busy, so each case is read
     when its call is made: a reading thread then gains no time and costs memory
-    (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    (docs/explanation/inference-path.md#what-each-choice-buys-measured).
     """
     if predictor.device.type == "cpu":
         for path in paths:

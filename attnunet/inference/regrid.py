@@ -5,7 +5,7 @@ the map from input voxels to network voxels is axis-aligned: every input axis is
 shifted network axis. Undoing it is then three 1-D interpolations. MONAI's ``Invertd`` undoes the
 same chain with a dense ``affine_grid`` + ``grid_sample`` over the full input grid, which needs a
 grid as large as the CT and is several times slower
-(docs/results.md#what-each-choice-on-the-inference-path-buys).
+(docs/explanation/inference-path.md#what-each-choice-buys-measured).
 ``Invertd`` remains the path for anything that is not axis-aligned.
 """
 
@@ -45,7 +45,7 @@ def interpolate_axis(volume: torch.Tensor, dim: int, coords: torch.Tensor) -> to
     shape[dim] = -1
     weight = (coords - lower).to(volume.dtype).reshape(shape)
     # Indexing with an index tensor gives what index_select gives, bit for bit, with a much faster
-    # CPU kernel on these shapes (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    # CPU kernel on these shapes (docs/explanation/inference-path.md#what-each-choice-buys-measured).
     take: list[slice | torch.Tensor] = [slice(None)] * volume.ndim
     take[dim] = lower
     low = volume[tuple(take)]
@@ -93,7 +93,8 @@ class RegridPlan:
         def pass_order(d: int) -> tuple[int, float]:
             # Shrinking passes first (most shrinking first) keeps the intermediate volumes small; then the
             # growing ones from the innermost dim outwards: the last, full-size pass then gathers whole
-            # rows or planes, the fastest order measured (docs/results.md#what-each-choice-on-the-inference-path-buys).
+            # rows or planes, the fastest order measured
+            # (docs/explanation/inference-path.md#what-each-choice-buys-measured).
             a = stored[d]
             ratio = (region[a].stop - region[a].start) / net_shape[mapping[a][0]]
             return (0, ratio) if ratio < 1 else (1, -d)

@@ -16,7 +16,7 @@ def in_nifti_order(array: np.ndarray, dtype: DTypeLike = None) -> np.ndarray:
     nibabel writes a Fortran-ordered array straight into the gzip stream; any other layout it
     transposes piece by piece on the way, several times slower for a full CT. The transpose is
     written by hand because the library ones (``np.asfortranarray``, torch's strided copy) are
-    slower than a slab-by-slab copy (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    slower than a slab-by-slab copy (docs/explanation/inference-path.md#what-each-choice-buys-measured).
     It runs in numpy, single-threaded and
     outside the GIL, so several outputs can be laid out in parallel threads.
     """

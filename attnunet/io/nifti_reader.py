@@ -17,7 +17,7 @@ class NiftiReader(NibabelReader):
     nibabel reads NIfTI voxels in the file's Fortran order; MONAI then makes them C-contiguous
     with ``np.ascontiguousarray``, a slow strided copy of a full CT; the slab-wise copy of
     :func:`~attnunet.io.nifti_order.in_c_order` gives the same array several times faster
-    (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    (docs/explanation/inference-path.md#what-each-choice-buys-measured).
     Voxels read ahead by :func:`~attnunet.io.voxel_prefetch.start_reading` are taken instead of
     reading the file again. Values, shape, affine and metadata are MONAI's own.
     """

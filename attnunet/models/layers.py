@@ -33,7 +33,7 @@ def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:
         # Instance norm as GroupNorm with one channel per group: the same function and the same
         # parameters (weight, bias), but PyTorch's GroupNorm has channels-last CPU kernels where
         # InstanceNorm3d reshapes into a batch norm and copies (faster:
-        # docs/results.md#what-each-choice-on-the-inference-path-buys).
+        # docs/explanation/inference-path.md#what-each-choice-buys-measured).
         return nn.GroupNorm(channels, channels, affine=True)
     if kind == "batch":
         cls = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d

@@ -13,7 +13,7 @@ def argmax_channels(scores: torch.Tensor, dim: int = 0, dtype: torch.dtype = tor
     written as uint8 anyway, an eighth of the memory of a full CT's int64 map). Written by hand
     because torch's CPU ``argmax`` over a short leading dimension is a slow strided reduction; K
     elementwise comparisons are an order of magnitude faster on a full CT
-    (docs/results.md#what-each-choice-on-the-inference-path-buys).
+    (docs/explanation/inference-path.md#what-each-choice-buys-measured).
     """
     best = scores.select(dim, 0).clone()
     index = torch.zeros(best.shape, dtype=dtype, device=scores.device)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 # Modules MONAI's package import loads only for features attnunet does not use: matplotlib.pyplot
 # (Jupyter engine plots, matshow3d, the learning-rate finder's plot) and scipy.signal, which pulls
 # in scipy.stats (ultrasound confidence maps, 1D signal transforms): together about half of MONAI's
-# import (docs/results.md#what-each-choice-on-the-inference-path-buys).
+# import (docs/explanation/inference-path.md#what-each-choice-buys-measured).
 # Pictures attnunet draws import matplotlib itself, after MONAI.
 UNUSED_BY_ATTNUNET = ("matplotlib", "scipy.signal")
 
