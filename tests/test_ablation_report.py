@@ -10,7 +10,7 @@ import torch
 
 from attnunet.evaluation.ablation import paired_to_reference, summarise_variants
 from attnunet.evaluation.ablation_text import markdown
-from attnunet.evaluation.attention_contrast import BODY_HU, contrast_columns, gate_means
+from attnunet.evaluation.attention_contrast import BODY_HU, contrast_columns, gate_contrast
 from attnunet.evaluation.paired import paired_difference
 from attnunet.evaluation.report import LabelMap
 from attnunet.inference.predictor import ALPHA_STEPS, Prediction
@@ -165,8 +165,8 @@ def test_attention_contrast_is_organ_alpha_over_body_alpha_on_the_reference_grid
     flip = np.diag([-2.0, 2.0, 3.0, 1.0])
     flip[0, 3] = 2.0 * (SHAPE[0] - 1)
     flipped = LabelMap(organ[::-1].astype(np.int64), flip, (0, 1))
-    means = gate_means(_prediction(alpha, hu, affine), organ[::-1], flipped, Path("ct"), Path("ref"))
-    assert means["level1"][0] == pytest.approx(0.8, abs=1 / ALPHA_STEPS)
+    figures = gate_contrast(_prediction(alpha, hu, affine), organ[::-1], flipped, Path("ct"), Path("ref"))
+    assert figures["level1"]["organ"] == pytest.approx(0.8, abs=1 / ALPHA_STEPS)
 
 
 def test_a_model_without_gates_gives_no_contrast_columns() -> None:

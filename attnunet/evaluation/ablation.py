@@ -32,7 +32,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from attnunet.config_resolvers import register_resolvers
 from attnunet.errors import AttnUNetError
 from attnunet.evaluation.ablation_text import markdown
-from attnunet.evaluation.attention_contrast import RealCase, contrast_columns, gate_means
+from attnunet.evaluation.attention_contrast import COLUMN_PREFIX, RealCase, contrast_columns, gate_contrast
 from attnunet.evaluation.on_split import evaluate_on_split
 from attnunet.evaluation.paired import paired_difference
 from attnunet.evaluation.report import LabelMap, on_reference_grid, read_label_map
@@ -60,7 +60,9 @@ def score_run(
     choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
     model = load_checkpoint(job_dir / "checkpoints" / "best.ckpt")
     gated = bool(model.net.attention_names)
-    predictor = Predictor(model, PredictorSettings(largest_component=False, attention=gated, keep_input=True))
+    # The input volume is kept for the gates' body mask and the real CT's picture only.
+    keep_input = gated or real is not None
+    predictor = Predictor(model, PredictorSettings(largest_component=False, attention=gated, keep_input=keep_input))
     rows = evaluate_on_split(
         predictor, instantiate(cfg.data), split, tolerance_mm, job_dir, contrast_columns if gated else None
     )
@@ -79,10 +81,7 @@ def score_run(
         prediction = predictor(real.image)
         mask = read_label_map(real.mask)
         organ = mask.array > 0
-        run["attention_real"] = {
-            gate: {"organ": inside, "body": body, "contrast": inside / body if body > 0 else float("nan")}
-            for gate, (inside, body) in gate_means(prediction, organ, mask, real.image, real.mask).items()
-        }
+        run["attention_real"] = gate_contrast(prediction, organ, mask, real.image, real.mask)
         # The mask onto the prediction's grid (refused if it is another grid), so the picture's slice
         # and outline are the organ's whatever axis order or direction the mask was stored in.
         grid = LabelMap(prediction.labels, prediction.input_affine, ())
@@ -93,10 +92,8 @@ def score_run(
 
 
 def _mean_over_rows(rows: list[dict[str, Any]], gate: str) -> dict[str, float]:
-    organ = float(np.nanmean([r[f"alpha_organ/{gate}"] for r in rows]))
-    body = float(np.nanmean([r[f"alpha_body/{gate}"] for r in rows]))
-    contrast = float(np.nanmean([r[f"attention_contrast/{gate}"] for r in rows]))
-    return {"organ": organ, "body": body, "contrast": contrast}
+    """One gate's organ alpha, body alpha and contrast (the :func:`contrast_columns`) over the cases."""
+    return {key: float(np.nanmean([r[f"{prefix}/{gate}"] for r in rows])) for key, prefix in COLUMN_PREFIX.items()}
 
 
 def _seconds_per_epoch(log_dir: Path) -> float:

@@ -20,6 +20,7 @@ from attnunet.evaluation.report import LabelMap, on_reference_grid
 from attnunet.inference.predictor import Prediction
 
 BODY_HU = -500.0  # fat is about -100 HU and lung about -850: this keeps soft tissue and fat, drops air
+COLUMN_PREFIX = {"organ": "alpha_organ", "body": "alpha_body", "contrast": "attention_contrast"}
 
 
 @dataclass(frozen=True)
@@ -30,40 +31,38 @@ class RealCase:
     mask: Path
 
 
-def gate_means(
+def gate_contrast(
     prediction: Prediction, organ: np.ndarray, reference: LabelMap, image_path: Path, ref_path: Path
-) -> dict[str, tuple[float, float]]:
-    """Per gate, (mean alpha over ``organ``, mean alpha over the body).
+) -> dict[str, dict[str, float]]:
+    """Per gate, ``{"organ": mean alpha over organ, "body": mean alpha over the body, "contrast":
+    their ratio}`` (NaN for an empty organ or a body of alpha 0).
 
     ``prediction`` must hold gate maps and the input volume (``PredictorSettings(attention=True,
     keep_input=True)``); ``organ`` is a boolean ``(X, Y, Z)`` mask on ``reference``'s grid, onto
-    which alpha and the input are put first (:func:`~attnunet.evaluation.report.on_reference_grid`).
-    An empty organ gives NaN for its mean."""
+    which alpha and the input are put first (:func:`~attnunet.evaluation.report.on_reference_grid`)."""
     if not prediction.attention:
         return {}
     if prediction.input_hu is None:
-        raise ValueError("gate_means needs the input volume: predict with keep_input=True")
+        raise ValueError("gate_contrast needs the input volume: predict with keep_input=True")
     affine = prediction.input_affine
-    body_on_input = prediction.input_hu > BODY_HU
-    if prediction.network_box is not None:  # only where the network ran (the couch and air cut off)
-        ran = np.zeros(body_on_input.shape, dtype=bool)
-        ran[prediction.network_box] = True
-        body_on_input &= ran
+    # Only where the network ran: the couch and the air around the body are cut off.
+    body_on_input = (prediction.input_hu > BODY_HU) & prediction.network_region()
     body = on_reference_grid(body_on_input, affine, image_path, reference, ref_path)
-    means = {}
+    figures = {}
     for gate in prediction.attention:
         alpha = on_reference_grid(prediction.alpha(gate), affine, image_path, reference, ref_path)
         inside = float(alpha[organ].mean()) if organ.any() else float("nan")
-        means[gate] = (inside, float(alpha[body].mean()))
-    return means
+        outside = float(alpha[body].mean())
+        figures[gate] = {
+            "organ": inside,
+            "body": outside,
+            "contrast": inside / outside if outside > 0 else float("nan"),
+        }
+    return figures
 
 
 def contrast_columns(prediction: Prediction, reference: LabelMap, image_path: Path, ref_path: Path) -> dict[str, float]:
     """``alpha_organ/<gate>``, ``alpha_body/<gate>`` and ``attention_contrast/<gate>`` for one case,
     the organ being every foreground voxel of ``reference`` (no columns for a model without gates)."""
-    columns: dict[str, float] = {}
-    for gate, (inside, body) in gate_means(prediction, reference.array > 0, reference, image_path, ref_path).items():
-        columns[f"alpha_organ/{gate}"] = inside
-        columns[f"alpha_body/{gate}"] = body
-        columns[f"attention_contrast/{gate}"] = inside / body if body > 0 else float("nan")
-    return columns
+    figures = gate_contrast(prediction, reference.array > 0, reference, image_path, ref_path)
+    return {f"{COLUMN_PREFIX[key]}/{gate}": value for gate, f in figures.items() for key, value in f.items()}

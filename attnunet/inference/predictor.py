@@ -108,6 +108,12 @@ class Prediction:
             self.box_probabilities = self.box_probabilities_from()
         return self.box_probabilities
 
+    def network_region(self) -> np.ndarray:
+        """bool ``(X, Y, Z)``: the input voxels the network ran on (all of them without a box)."""
+        ran = np.zeros(self.labels.shape, dtype=bool)
+        ran[self.network_box or (slice(None),) * ran.ndim] = True
+        return ran
+
     def alpha(self, gate: str) -> np.ndarray:
         """Gate ``gate``'s attention coefficients, float32 ``(X, Y, Z)`` in [0, 1]."""
         return self.attention[gate].astype(np.float32) / ALPHA_STEPS

@@ -54,9 +54,7 @@ def render_preview(
         overlays.Panel(["predicted labels", *([] if focus is None else ["reference: white"])], outlined(predicted)),
     ]
     box = prediction.network_box or tuple(slice(None) for _ in range(3))
-    ran = np.zeros(prediction.labels.shape, dtype=bool)
-    ran[box] = True
-    ran_s = ras(ran)[:, :, z]
+    ran_s = ras(prediction.network_region())[:, :, z]
     for gate in prediction.attention:
         alpha = prediction.alpha(gate)
         a = ras(alpha)
